@@ -1,0 +1,1 @@
+"""Subcommands of the edgees CLI; each module exposes register(subparsers)."""

@@ -1,0 +1,37 @@
+"""The error types library code raises; the CLI turns each into one line and a non-zero exit."""
+
+
+class EdgeesError(Exception):
+    """A problem the user can fix; the message names the problem and the fix, on one line."""
+
+    exit_code = 1
+
+
+class GGUFError(EdgeesError):
+    """A file is not a well-formed GGUF model (or not one we can use)."""
+
+    exit_code = 2
+
+
+class ModelNotFound(EdgeesError):
+    """A model name or path that does not resolve to a file."""
+
+    exit_code = 2
+
+
+class UnsupportedModel(EdgeesError):
+    """A valid GGUF that edgees cannot train or evaluate (nothing trainable, repacked weights...)."""
+
+    exit_code = 2
+
+
+class TaskError(EdgeesError):
+    """A task spec, task file or reward function that is unusable."""
+
+    exit_code = 2
+
+
+class RunError(EdgeesError):
+    """A run directory that is locked, damaged, or does not match its base model."""
+
+    exit_code = 3

@@ -1,0 +1,1 @@
+"""Tasks: prompts, splits and rewards; one module per task family."""
