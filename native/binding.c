@@ -61,9 +61,255 @@ static PyObject *py_pack_codes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+
+/* ------------------------------------------------------------------ QES kernels */
+#include "kernels.h"
+#include "noise.h"
+
+/* A growable set of held buffers, released together; blocks never move once allocated. */
+#define BUF_BLOCK 256
+typedef struct bufblock { Py_buffer b[BUF_BLOCK]; int n; struct bufblock *next; } bufblock;
+typedef struct { bufblock *head; Py_buffer *last; } bufset;
+
+static void bufset_release(bufset *s) {
+    bufblock *blk = s->head;
+    while (blk) {
+        for (int i = 0; i < blk->n; i++) PyBuffer_Release(&blk->b[i]);
+        bufblock *next = blk->next;
+        PyMem_Free(blk);
+        blk = next;
+    }
+    s->head = NULL;
+}
+
+static void *bufset_get(bufset *s, PyObject *o, int writable, Py_ssize_t min_len, const char *what) {
+    if (!s->head || s->head->n == BUF_BLOCK) {
+        bufblock *blk = PyMem_Calloc(1, sizeof(bufblock));
+        if (!blk) { PyErr_NoMemory(); return NULL; }
+        blk->next = s->head;
+        s->head = blk;
+    }
+    Py_buffer *view = &s->head->b[s->head->n];
+    if (get_buf(o, view, writable, what) < 0) return NULL;
+    if (view->len < min_len) {
+        PyErr_Format(PyExc_ValueError, "%s: buffer of %zd bytes, need %zd", what, view->len, min_len);
+        PyBuffer_Release(view);
+        return NULL;
+    }
+    s->head->n++;
+    s->last = view;
+    return view->buf;
+}
+
+/* slots: list of (type, tensor_buf, n_elements, key, residual_int16_buf_or_None) */
+static edg_slot *parse_slots(PyObject *list, bufset *bs, int *n_out) {
+    if (!PyList_Check(list)) { PyErr_SetString(PyExc_TypeError, "slots must be a list"); return NULL; }
+    int n = (int)PyList_GET_SIZE(list);
+    edg_slot *slots = PyMem_Calloc(n > 0 ? n : 1, sizeof(edg_slot));
+    if (!slots) { PyErr_NoMemory(); return NULL; }
+    for (int i = 0; i < n; i++) {
+        int type; long long n_el; unsigned long long key; PyObject *buf_o, *res_o; edg_qinfo qi;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "iOLKO", &type, &buf_o, &n_el, &key, &res_o)) goto fail;
+        if (edg_qinfo_get(type, &qi) != 0) { PyErr_Format(PyExc_ValueError, "slot %d: type %d is not trainable", i, type); goto fail; }
+        if (n_el < 0 || n_el % qi.block_elems) { PyErr_Format(PyExc_ValueError, "slot %d: bad element count", i); goto fail; }
+        Py_ssize_t need = (Py_ssize_t)(n_el / qi.block_elems * qi.block_bytes);
+        slots[i].data = bufset_get(bs, buf_o, 1, need, "tensor");
+        if (!slots[i].data) goto fail;
+        slots[i].type = type; slots[i].n = n_el; slots[i].key = key; slots[i].lo = qi.lo; slots[i].hi = qi.hi;
+        if (res_o != Py_None) {
+            slots[i].residual = bufset_get(bs, res_o, 1, (Py_ssize_t)(2 * n_el), "residual");
+            if (!slots[i].residual) goto fail;
+        }
+    }
+    *n_out = n;
+    return slots;
+fail:
+    PyMem_Free(slots);
+    return NULL;
+}
+
+/* laws: list of (gap_u64_buf, mag_u64_buf, sigma_t), one per slot */
+static edg_slot_law *parse_laws(PyObject *list, int n_slots, bufset *bs) {
+    if (!PyList_Check(list) || PyList_GET_SIZE(list) != n_slots) {
+        PyErr_SetString(PyExc_ValueError, "laws must be a list with one entry per slot");
+        return NULL;
+    }
+    edg_slot_law *laws = PyMem_Calloc(n_slots > 0 ? n_slots : 1, sizeof(edg_slot_law));
+    if (!laws) { PyErr_NoMemory(); return NULL; }
+    for (int i = 0; i < n_slots; i++) {
+        PyObject *g_o, *m_o; double sig;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OOd", &g_o, &m_o, &sig)) goto fail;
+        laws[i].gap = bufset_get(bs, g_o, 0, 8 * EDG_GAP_LEN, "gap table");
+        if (!laws[i].gap) goto fail;
+        laws[i].mag = bufset_get(bs, m_o, 0, 8 * EDG_MAG_LEN, "mag table");
+        if (!laws[i].mag) goto fail;
+        laws[i].sigma_t = sig;
+    }
+    return laws;
+fail:
+    PyMem_Free(laws);
+    return NULL;
+}
+
+/* record: (counts_u32_buf, pos_u16_buf, val_i8_buf_or_None) */
+static int parse_record(PyObject *o, int64_t n_jobs, int with_val, bufset *bs, edg_record *r) {
+    PyObject *c_o, *p_o, *v_o;
+    if (!PyArg_ParseTuple(o, "OOO", &c_o, &p_o, &v_o)) return -1;
+    r->counts = bufset_get(bs, c_o, 0, (Py_ssize_t)(4 * n_jobs), "record counts");
+    if (!r->counts) return -1;
+    Py_ssize_t clen = bs->last->len;
+    if (clen != 4 * n_jobs) { PyErr_SetString(PyExc_ValueError, "record does not match the slots (job count)"); return -1; }
+    int64_t total = 0;
+    for (int64_t j = 0; j < n_jobs; j++) total += r->counts[j];
+    r->pos = bufset_get(bs, p_o, 0, (Py_ssize_t)(2 * total), "record positions");
+    if (!r->pos) return -1;
+    r->val = NULL;
+    if (with_val) {
+        r->val = bufset_get(bs, v_o, 0, (Py_ssize_t)total, "record values");
+        if (!r->val) return -1;
+    }
+    r->total = total;
+    return 0;
+}
+
+static PyObject *record_to_py(edg_record *r, int64_t n_jobs, int with_val) {
+    PyObject *res = Py_BuildValue("(y#y#y#)", (const char *)r->counts, (Py_ssize_t)(4 * n_jobs),
+                                  (const char *)r->pos, (Py_ssize_t)(2 * r->total),
+                                  with_val ? (const char *)r->val : "", with_val ? (Py_ssize_t)r->total : 0);
+    edg_record_free(r);
+    return res;
+}
+
+/* perturb(slots, laws, seed, n_threads) -> (counts, gated_pos, b"") */
+static PyObject *py_perturb(PyObject *self, PyObject *args) {
+    PyObject *slots_o, *laws_o; long long seed; int nt;
+    if (!PyArg_ParseTuple(args, "OOLi", &slots_o, &laws_o, &seed, &nt)) return NULL;
+    if (seed == 0) { PyErr_SetString(PyExc_ValueError, "seed 0 is reserved"); return NULL; }
+    bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
+    int n; PyObject *res = NULL; edg_slot_law *laws = NULL;
+    edg_slot *slots = parse_slots(slots_o, bs, &n);
+    if (slots && (laws = parse_laws(laws_o, n, bs))) {
+        edg_record gated = {0}; int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = edg_perturb(slots, n, laws, seed, nt, &gated);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_NoMemory(); else res = record_to_py(&gated, edg_count_jobs(slots, n), 0);
+    }
+    PyMem_Free(slots); PyMem_Free(laws); bufset_release(bs); PyMem_Free(bs);
+    return res;
+}
+
+/* restore(slots, laws, seed, gated_record, n_threads) */
+static PyObject *py_restore(PyObject *self, PyObject *args) {
+    PyObject *slots_o, *laws_o, *rec_o; long long seed; int nt;
+    if (!PyArg_ParseTuple(args, "OOLOi", &slots_o, &laws_o, &seed, &rec_o, &nt)) return NULL;
+    if (seed == 0) { PyErr_SetString(PyExc_ValueError, "seed 0 is reserved"); return NULL; }
+    bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
+    int n, ok = 0; edg_slot_law *laws = NULL; edg_record rec;
+    edg_slot *slots = parse_slots(slots_o, bs, &n);
+    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_record(rec_o, edg_count_jobs(slots, n), 0, bs, &rec) == 0) {
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = edg_restore(slots, n, laws, seed, &rec, nt);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_NoMemory(); else ok = 1;
+    }
+    PyMem_Free(slots); PyMem_Free(laws); bufset_release(bs); PyMem_Free(bs);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* update(slots, steps, hist_records, gamma, n_threads) -> ((counts, pos, val), stats dict)
+ * steps: list of (seeds_i64_buf, coefs_f64_buf, alpha, laws); the last is the current step. */
+static PyObject *py_update(PyObject *self, PyObject *args) {
+    PyObject *slots_o, *steps_o, *hist_o; double gamma; int nt;
+    if (!PyArg_ParseTuple(args, "OOOdi", &slots_o, &steps_o, &hist_o, &gamma, &nt)) return NULL;
+    if (!PyList_Check(steps_o) || PyList_GET_SIZE(steps_o) < 1 || !PyList_Check(hist_o) ||
+        PyList_GET_SIZE(hist_o) != PyList_GET_SIZE(steps_o) - 1) {
+        PyErr_SetString(PyExc_ValueError, "update needs >= 1 step and one record per earlier step");
+        return NULL;
+    }
+    int n_steps = (int)PyList_GET_SIZE(steps_o);
+    bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
+    edg_step *steps = PyMem_Calloc(n_steps, sizeof(edg_step));
+    edg_record *hist = PyMem_Calloc(n_steps, sizeof(edg_record));
+    PyObject *res = NULL; int n = 0, parsed = 0;
+    edg_slot *slots = parse_slots(slots_o, bs, &n);
+    if (!steps || !hist || !slots) goto done;
+    int64_t n_jobs = edg_count_jobs(slots, n);
+    for (int s = 0; s < n_steps; s++) {
+        PyObject *seeds_o, *coefs_o, *laws_o; double alpha;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(steps_o, s), "OOdO", &seeds_o, &coefs_o, &alpha, &laws_o)) goto done;
+        steps[s].seeds = bufset_get(bs, seeds_o, 0, 0, "seeds");
+        if (!steps[s].seeds) goto done;
+        Py_ssize_t P = bs->last->len / 8;
+        steps[s].coefs = bufset_get(bs, coefs_o, 0, 8 * P, "coefs");
+        if (!steps[s].coefs) goto done;
+        if (bs->last->len != 8 * P || P < 1) { PyErr_SetString(PyExc_ValueError, "seeds and coefs differ in length"); goto done; }
+        for (Py_ssize_t j = 0; j < P; j++) if (steps[s].seeds[j] <= 0) { PyErr_SetString(PyExc_ValueError, "pair seeds must be > 0"); goto done; }
+        steps[s].P = (int)P; steps[s].alpha = alpha;
+        steps[s].laws = parse_laws(laws_o, n, bs);
+        if (!steps[s].laws) goto done;
+        if (s < n_steps - 1 && parse_record(PyList_GET_ITEM(hist_o, s), n_jobs, 1, bs, &hist[s]) < 0) goto done;
+    }
+    parsed = 1;
+    edg_record out = {0}; edg_update_stats st; int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = edg_update(slots, n, steps, n_steps, hist, gamma, nt, &out, &st);
+    Py_END_ALLOW_THREADS
+    if (rc == -1) { PyErr_NoMemory(); goto done; }
+    if (rc == -2) {
+        edg_record_free(&out);
+        PyErr_SetString(PyExc_RuntimeError, "replay diverged from the recorded deltas: the window history does not match these weights");
+        goto done;
+    }
+    PyObject *rec = record_to_py(&out, n_jobs, 1);
+    if (!rec) goto done;
+    res = Py_BuildValue("(N{s:L,s:L,s:d})", rec, "changed", (long long)st.changed, "blocked", (long long)st.blocked, "abs_v_max", st.abs_v_max);
+done:
+    if (steps) for (int s = 0; s < n_steps; s++) PyMem_Free((void *)steps[s].laws);
+    (void)parsed;
+    PyMem_Free(steps); PyMem_Free(hist); PyMem_Free(slots); bufset_release(bs); PyMem_Free(bs);
+    return res;
+}
+
+/* chunk_noise(seed, key, chunk, length, gap, mag) -> (positions int64 bytes, values int8 bytes) */
+static PyObject *py_chunk_noise(PyObject *self, PyObject *args) {
+    long long seed, length; unsigned long long key, chunk; PyObject *g_o, *m_o;
+    if (!PyArg_ParseTuple(args, "LKKLOO", &seed, &key, &chunk, &length, &g_o, &m_o)) return NULL;
+    if (seed == 0 || length < 0 || length > EDG_CHUNK) { PyErr_SetString(PyExc_ValueError, "bad seed or length"); return NULL; }
+    bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
+    PyObject *res = NULL;
+    const uint64_t *gap = bufset_get(bs, g_o, 0, 8 * EDG_GAP_LEN, "gap table");
+    const uint64_t *mag = gap ? bufset_get(bs, m_o, 0, 8 * EDG_MAG_LEN, "mag table") : NULL;
+    if (mag) {
+        int64_t *pos = PyMem_Malloc(8 * (size_t)(length + 1)); int8_t *val = PyMem_Malloc((size_t)length + 1);
+        if (pos && val) {
+            edg_stream st; int64_t p, k = 0; int v;
+            edg_stream_init(&st, seed, key, chunk, length, gap, mag);
+            while (edg_stream_next(&st, &p, &v)) { pos[k] = p; val[k] = (int8_t)v; k++; }
+            res = Py_BuildValue("(y#y#)", (const char *)pos, (Py_ssize_t)(8 * k), (const char *)val, (Py_ssize_t)k);
+        } else PyErr_NoMemory();
+        PyMem_Free(pos); PyMem_Free(val);
+    }
+    bufset_release(bs); PyMem_Free(bs);
+    return res;
+}
+
+static PyObject *py_mix64(PyObject *self, PyObject *args) {
+    unsigned long long x;
+    if (!PyArg_ParseTuple(args, "K", &x)) return NULL;
+    return PyLong_FromUnsignedLongLong(edg_mix64(x));
+}
+
 static PyMethodDef methods[] = {
     {"unpack_codes", py_unpack_codes, METH_VARARGS, "unpack_codes(type, tensor, start, out_int8)"},
     {"pack_codes", py_pack_codes, METH_VARARGS, "pack_codes(type, tensor, start, codes_int8)"},
+    {"perturb", py_perturb, METH_VARARGS, "perturb(slots, laws, seed, n_threads) -> gated record"},
+    {"restore", py_restore, METH_VARARGS, "restore(slots, laws, seed, gated, n_threads)"},
+    {"update", py_update, METH_VARARGS, "update(slots, steps, hist, gamma, n_threads) -> (record, stats)"},
+    {"chunk_noise", py_chunk_noise, METH_VARARGS, "chunk_noise(seed, key, chunk, length, gap, mag)"},
+    {"mix64", py_mix64, METH_VARARGS, "mix64(x)"},
     {NULL, NULL, 0, NULL}
 };
 

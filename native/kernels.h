@@ -1,0 +1,71 @@
+/* kernels.h: QES kernels on packed tensors: perturb with gating, exact restore, the update.
+ *
+ * Work is split into jobs, one per (tensor, stream chunk of EDG_CHUNK elements), in tensor order then
+ * chunk order. Every job is independent, so results are identical at any thread count; per-job
+ * outputs are concatenated in job order. The numpy reference is edgees/kernels_ref.py.
+ */
+#ifndef EDG_KERNELS_H
+#define EDG_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int type;            /* ggml type id (trainable) */
+    uint8_t *data;       /* packed blocks of the tensor */
+    int64_t n;           /* elements */
+    uint64_t key;        /* noise key of the tensor */
+    int lo, hi;          /* code range */
+    int16_t *residual;   /* residual mode: e in fixed point, n entries; else NULL */
+} edg_slot;
+
+typedef struct {
+    const uint64_t *gap, *mag; /* noise tables for this slot's type sigma */
+    double sigma_t;            /* sigma in this slot's code steps */
+} edg_slot_law;
+
+/* A sparse per-job record: counts[n_jobs], and pos/val concatenated in job order. */
+typedef struct {
+    uint32_t *counts;
+    uint16_t *pos;
+    int8_t *val; /* may be NULL (gated records carry no values) */
+    int64_t total;
+} edg_record;
+
+typedef struct {
+    const int64_t *seeds; /* P pair seeds (> 0) */
+    const double *coefs;  /* P coefficients a_j */
+    int P;
+    double alpha;
+    const edg_slot_law *laws; /* one per slot */
+} edg_step;
+
+typedef struct {
+    int64_t changed;    /* codes moved by the current step */
+    int64_t blocked;    /* nonzero rounded steps refused by the range */
+    double abs_v_max;   /* largest |v| seen in the current step */
+} edg_update_stats;
+
+int64_t edg_count_jobs(const edg_slot *slots, int n_slots);
+
+/* Perturb in place with member noise sign(seed) * R(|seed|); gated positions go to *gated
+ * (malloc'd arrays, caller frees). Returns 0, or -1 on allocation failure. */
+int edg_perturb(const edg_slot *slots, int n_slots, const edg_slot_law *laws, int64_t seed,
+                int n_threads, edg_record *gated);
+
+/* Undo edg_perturb of the same seed given its gated record. */
+int edg_restore(const edg_slot *slots, int n_slots, const edg_slot_law *laws, int64_t seed,
+                const edg_record *gated, int n_threads);
+
+/* The QES update of steps[n_steps - 1], replaying steps[0 .. n_steps - 2] (whose applied deltas are
+ * hist[0 .. n_steps - 2]) from e = 0 (or from each slot's residual when n_steps == 1 and residual
+ * is set). Writes the current step's deltas to *out. Returns 0, -1 on allocation failure, or
+ * -2 when a recorded delta would leave the code range (a history that does not match these
+ * weights). A replayed step's recorded deltas are what it applied: e accumulates v minus them. */
+int edg_update(const edg_slot *slots, int n_slots, const edg_step *steps, int n_steps,
+               const edg_record *hist, double gamma, int n_threads, edg_record *out,
+               edg_update_stats *stats);
+
+void edg_record_free(edg_record *r);
+
+#endif

@@ -1,0 +1,75 @@
+/* noise.h: the counter-based, integer-only noise generator of QES (see edgees/noise.py).
+ *
+ * A member's noise on a tensor is drawn per stream chunk of EDG_CHUNK elements, as the positions
+ * and values of its nonzero entries, in increasing position order; cost is proportional to the
+ * number of nonzeros. The law is fixed by two integer tables computed by edgees/noise.py:
+ *   gap[EDG_GAP_LEN]: floor(2^32 * P(G <= g)) of the geometric gap between nonzeros
+ *   mag[EDG_MAG_LEN]: floor(2^31 * P(|R| <= m | R != 0)), m = 1..EDG_MAG_LEN
+ * Golden values: edg_mix64(1) = 0x5692161d100b05e5; see tests/test_noise.py for stream goldens.
+ */
+#ifndef EDG_NOISE_H
+#define EDG_NOISE_H
+
+#include <stdint.h>
+
+#define EDG_CHUNK 65536
+#define EDG_GAP_LEN 1024
+#define EDG_MAG_LEN 127
+#define EDG_GOLDEN 0x9E3779B97F4A7C15ULL
+#define EDG_CHUNK_MUL 0xD1B54A32D192ED03ULL
+
+static inline uint64_t edg_mix64(uint64_t x) {
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+static inline uint64_t edg_stream_key(uint64_t seed_abs, uint64_t tkey, uint64_t chunk) {
+    uint64_t k = edg_mix64(edg_mix64(seed_abs + EDG_GOLDEN) ^ tkey);
+    return edg_mix64(k ^ (chunk * EDG_CHUNK_MUL));
+}
+
+typedef struct {
+    uint64_t key, t;
+    int64_t pos, length;
+    const uint64_t *gap, *mag;
+    int neg;
+} edg_stream;
+
+void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk, int64_t length,
+                     const uint64_t *gap, const uint64_t *mag);
+
+/* Next nonzero of the stream: 1 with *pos (chunk-relative) and *val set, or 0 when exhausted. */
+static inline int edg_stream_next(edg_stream *s, int64_t *pos, int *val) {
+    while (s->pos < s->length) {
+        s->t += 1;
+        uint64_t d = edg_mix64(s->key + s->t * EDG_GOLDEN);
+        uint64_t hi = d >> 32;
+        /* g = number of gap entries <= hi (the table is non-decreasing) */
+        int64_t g;
+        if (hi >= s->gap[EDG_GAP_LEN - 1]) {
+            g = EDG_GAP_LEN;
+        } else {
+            int64_t a = 0, b = EDG_GAP_LEN - 1; /* answer in [a, b] */
+            while (a < b) {
+                int64_t mid = (a + b) >> 1;
+                if (s->gap[mid] <= hi) a = mid + 1; else b = mid;
+            }
+            g = a;
+        }
+        if (g == EDG_GAP_LEN) { s->pos += EDG_GAP_LEN; continue; }
+        int64_t where = s->pos + g;
+        s->pos = where + 1;
+        if (where >= s->length) return 0;
+        uint64_t lo = d & 0xFFFFFFFFULL, r = lo >> 1;
+        int m = 1;
+        while (m < EDG_MAG_LEN && s->mag[m - 1] <= r) m++;
+        int v = (lo & 1) ? -m : m;
+        *pos = where;
+        *val = s->neg ? -v : v;
+        return 1;
+    }
+    return 0;
+}
+
+#endif
