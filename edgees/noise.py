@@ -18,8 +18,9 @@ How R is drawn, so that its cost is proportional to the nonzero entries:
   gets the same integers; C takes the same tables, so C and Python draw identical noise.
 
 Golden values (also in native/noise.c): mix64(0) = 0, mix64(1) = 0x5692161d100b05e5,
-stream_key(1, 0, 0) = 0xc63d4a1d4f71b76b; noise(seed=1, key=0, sigma=0.01, 65536 elements)
-has 509 nonzeros, the first at (20, -1), (87, +1), (143, -1).
+stream_key(1, 0, 0) = 0x0a385ef24fa6a992; tables(0.01).gap[0] = 34268880; the stream of
+(seed 1, key 0, chunk 0) over 65536 elements at sigma 0.01 has 555 nonzeros, the first three at
+(58, -1), (113, -1), (171, +1). tests/test_noise.py pins these on both sides.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@
  * number of nonzeros. The law is fixed by two integer tables computed by edgees/noise.py:
  *   gap[EDG_GAP_LEN]: floor(2^32 * P(G <= g)) of the geometric gap between nonzeros
  *   mag[EDG_MAG_LEN]: floor(2^31 * P(|R| <= m | R != 0)), m = 1..EDG_MAG_LEN
- * Golden values: edg_mix64(1) = 0x5692161d100b05e5; see tests/test_noise.py for stream goldens.
+ * Golden values: edg_mix64(1) = 0x5692161d100b05e5, edg_stream_key(1, 0, 0) = 0x0a385ef24fa6a992;
+ * seed 1, key 0, chunk 0, 65536 elements, sigma 0.01 (gap[0] = 34268880): 555 nonzeros, the first
+ * three (58, -1), (113, -1), (171, +1). tests/test_noise.py pins these.
  */
 #ifndef EDG_NOISE_H
 #define EDG_NOISE_H
