@@ -40,7 +40,7 @@ def _laws(slots: list[Slot], sigma: float) -> list[tuple]:
     for s in slots:
         sig_t = type_sigma(sigma, s.type_id)
         tab = noise.tables(sig_t)
-        laws.append((tab.gap, tab.mag, sig_t))
+        laws.append((tab.gap, tab.mag, tab.index, sig_t))
     return laws
 
 
@@ -83,5 +83,11 @@ def update(slots: list[Slot], history: list[tuple[StepSpec, ChunkRecord]], curre
 
 
 def chunk_noise(seed: int, key: int, chunk: int, length: int, tab: noise.NoiseTables) -> tuple[np.ndarray, np.ndarray]:
-    pos, val = _native.chunk_noise(int(seed), key, chunk, length, tab.gap, tab.mag)
+    pos, val = _native.chunk_noise(int(seed), key, chunk, length, tab.gap, tab.mag, tab.index)
     return np.frombuffer(pos, np.int64), np.frombuffer(val, np.int8)
+
+
+def slots_for(working_copy, include_embeddings: bool = False) -> list[Slot]:
+    """Kernel slots for the trainable tensors of a WorkingCopy (writable views into its mapping)."""
+    return [Slot(t.name, t.type_id, t.n_elements, working_copy.view(t.name))
+            for t in working_copy.trainable_tensors(include_embeddings=include_embeddings)]

@@ -10,7 +10,7 @@ Shared data shapes (also what the C side takes and returns):
   counts (n_chunks_total,) uint32 | pos (sum counts,) uint16 | val (sum counts,) int8 (or empty).
   Perturb returns the gated positions this way (restore needs them: gating makes -u not the inverse
   of +u); the update returns the code deltas it applied this way (replay rewinds with them).
-The update follows DESIGN.md: g = sum_j a_j u_j (u re-gated against the codes of that step),
+The update follows DESIGN.md: g = sum_j a_j u_j (a_j in steps of 1/4096, summed exactly) (u re-gated against the codes of that step),
 v = alpha/(sigma_t P) * g + gamma * e, step = round half away from zero, applied where the code stays
 in range, e = clamp(v - applied, -1.5, 1.5) kept in fixed point: e_q = round(e * 8192) in int16.
 """
@@ -25,6 +25,7 @@ from edgees import noise, quants
 
 E_SCALE = 8192.0  # error feedback fixed point: e = e_q / 8192, |e| <= 1.5 -> |e_q| <= 12288
 E_CLAMP = 1.5
+COEF_SCALE = 4096.0  # coefficients enter the update as a_q = round(a * 4096): g sums exactly in ints
 
 
 @dataclass
@@ -149,15 +150,16 @@ def _one_step(codes, e_q, slot: Slot, chunk: int, length: int, spec: StepSpec, g
     sig_t = type_sigma(spec.sigma, slot.type_id)
     tab = noise.tables(sig_t)
     lo, hi = slot.qt.lo, slot.qt.hi
-    gsum = np.zeros(length, dtype=np.float64)
+    gsum = np.zeros(length, dtype=np.int64)
     cur = codes.astype(np.int16)
     for seed, a in zip(spec.seeds, spec.coefs):
         pos, val = noise.chunk_noise(int(seed), slot.key, chunk, length, tab)
         new = cur[pos] + val
         ok = (new >= lo) & (new <= hi)  # u re-gated against this step's codes
-        gsum[pos[ok]] += float(a) * val[ok].astype(np.float64)
-    coef = spec.alpha / (sig_t * len(spec.seeds))
-    v = coef * gsum + gamma * (e_q.astype(np.float64) / E_SCALE)
+        a_q = int(round_away(np.float64(a) * COEF_SCALE))
+        gsum[pos[ok]] += a_q * val[ok].astype(np.int64)
+    coef = spec.alpha / (sig_t * float(len(spec.seeds)) * COEF_SCALE)
+    v = coef * gsum.astype(np.float64) + gamma * (e_q.astype(np.float64) / E_SCALE)
     v = np.clip(v, -1e9, 1e9)
     step = round_away(v)
     target = cur + step.astype(np.int64)

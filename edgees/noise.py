@@ -33,6 +33,7 @@ import numpy as np
 
 CHUNK = 1 << 16
 GAP_LEN = 1024
+INDEX_LEN = 4096
 MAG_LEN = 127  # |R| <= 127 so values fit int8; the tail beyond is lumped into 127
 GOLDEN = 0x9E3779B97F4A7C15
 CHUNK_MUL = 0xD1B54A32D192ED03
@@ -136,6 +137,15 @@ class NoiseTables:
     p_nonzero: float
     gap: np.ndarray  # (GAP_LEN,) uint64: floor(2^32 * P(G <= g)), values in [0, 2^32]
     mag: np.ndarray  # (MAG_LEN,) uint64: floor(2^31 * P(|R| <= m | R != 0)), last = 2^31
+    index: np.ndarray  # (INDEX_LEN,) uint16: entries of gap <= k << 20; where the search starts
+
+
+def _index(gap: np.ndarray) -> np.ndarray:
+    """A lookup that turns the gap search into ~1 comparison: index[k] counts the gap entries at
+    or below the bucket's lower edge k * 2^20, so the count for hi starts at index[hi >> 20]. It
+    changes only the speed of the search, never its answer."""
+    edges = np.arange(INDEX_LEN, dtype=np.int64) << 20
+    return np.searchsorted(gap.astype(np.int64), edges, side="right").astype(np.uint16)
 
 
 @functools.lru_cache(maxsize=64)
@@ -145,7 +155,7 @@ def tables(sigma: float) -> NoiseTables:
     if sigma == 0.0:
         gap = np.zeros(GAP_LEN, dtype=np.uint64)
         mag = np.full(MAG_LEN, 1 << 31, dtype=np.uint64)
-        return NoiseTables(0.0, 0.0, gap, mag)
+        return NoiseTables(0.0, 0.0, gap, mag, _index(gap))
     probs = level_probs(sigma)
     p_nonzero = min(1.0, 2.0 * sum(probs[1:]))
     p0 = 1.0 - p_nonzero
@@ -160,7 +170,7 @@ def tables(sigma: float) -> NoiseTables:
         cum += 2.0 * probs[m]
         mag[m - 1] = min(1 << 31, int(cum / p_nonzero * 2147483648.0))
     mag[-1] = 1 << 31
-    return NoiseTables(sigma, p_nonzero, gap, mag)
+    return NoiseTables(sigma, p_nonzero, gap, mag, _index(gap))
 
 
 # ---------------------------------------------------------------- the sampler (reference)

@@ -116,6 +116,7 @@ static edg_slot *parse_slots(PyObject *list, bufset *bs, int *n_out) {
         slots[i].data = bufset_get(bs, buf_o, 1, need, "tensor");
         if (!slots[i].data) goto fail;
         slots[i].type = type; slots[i].n = n_el; slots[i].key = key; slots[i].lo = qi.lo; slots[i].hi = qi.hi;
+        slots[i].block_elems = qi.block_elems; slots[i].block_bytes = qi.block_bytes;
         if (res_o != Py_None) {
             slots[i].residual = bufset_get(bs, res_o, 1, (Py_ssize_t)(2 * n_el), "residual");
             if (!slots[i].residual) goto fail;
@@ -128,7 +129,7 @@ fail:
     return NULL;
 }
 
-/* laws: list of (gap_u64_buf, mag_u64_buf, sigma_t), one per slot */
+/* laws: list of (gap_u64_buf, mag_u64_buf, index_u16_buf, sigma_t), one per slot */
 static edg_slot_law *parse_laws(PyObject *list, int n_slots, bufset *bs) {
     if (!PyList_Check(list) || PyList_GET_SIZE(list) != n_slots) {
         PyErr_SetString(PyExc_ValueError, "laws must be a list with one entry per slot");
@@ -137,8 +138,10 @@ static edg_slot_law *parse_laws(PyObject *list, int n_slots, bufset *bs) {
     edg_slot_law *laws = PyMem_Calloc(n_slots > 0 ? n_slots : 1, sizeof(edg_slot_law));
     if (!laws) { PyErr_NoMemory(); return NULL; }
     for (int i = 0; i < n_slots; i++) {
-        PyObject *g_o, *m_o; double sig;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OOd", &g_o, &m_o, &sig)) goto fail;
+        PyObject *g_o, *m_o, *x_o; double sig;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OOOd", &g_o, &m_o, &x_o, &sig)) goto fail;
+        laws[i].index = bufset_get(bs, x_o, 0, 2 * EDG_INDEX_LEN, "index table");
+        if (!laws[i].index) goto fail;
         laws[i].gap = bufset_get(bs, g_o, 0, 8 * EDG_GAP_LEN, "gap table");
         if (!laws[i].gap) goto fail;
         laws[i].mag = bufset_get(bs, m_o, 0, 8 * EDG_MAG_LEN, "mag table");
@@ -273,20 +276,21 @@ done:
     return res;
 }
 
-/* chunk_noise(seed, key, chunk, length, gap, mag) -> (positions int64 bytes, values int8 bytes) */
+/* chunk_noise(seed, key, chunk, length, gap, mag, index) -> (positions int64 bytes, values int8 bytes) */
 static PyObject *py_chunk_noise(PyObject *self, PyObject *args) {
-    long long seed, length; unsigned long long key, chunk; PyObject *g_o, *m_o;
-    if (!PyArg_ParseTuple(args, "LKKLOO", &seed, &key, &chunk, &length, &g_o, &m_o)) return NULL;
+    long long seed, length; unsigned long long key, chunk; PyObject *g_o, *m_o, *x_o;
+    if (!PyArg_ParseTuple(args, "LKKLOOO", &seed, &key, &chunk, &length, &g_o, &m_o, &x_o)) return NULL;
     if (seed == 0 || length < 0 || length > EDG_CHUNK) { PyErr_SetString(PyExc_ValueError, "bad seed or length"); return NULL; }
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     PyObject *res = NULL;
     const uint64_t *gap = bufset_get(bs, g_o, 0, 8 * EDG_GAP_LEN, "gap table");
     const uint64_t *mag = gap ? bufset_get(bs, m_o, 0, 8 * EDG_MAG_LEN, "mag table") : NULL;
-    if (mag) {
+    const uint16_t *index = mag ? bufset_get(bs, x_o, 0, 2 * EDG_INDEX_LEN, "index table") : NULL;
+    if (index) {
         int64_t *pos = PyMem_Malloc(8 * (size_t)(length + 1)); int8_t *val = PyMem_Malloc((size_t)length + 1);
         if (pos && val) {
             edg_stream st; int64_t p, k = 0; int v;
-            edg_stream_init(&st, seed, key, chunk, length, gap, mag);
+            edg_stream_init(&st, seed, key, chunk, length, gap, mag, index);
             while (edg_stream_next(&st, &p, &v)) { pos[k] = p; val[k] = (int8_t)v; k++; }
             res = Py_BuildValue("(y#y#)", (const char *)pos, (Py_ssize_t)(8 * k), (const char *)val, (Py_ssize_t)k);
         } else PyErr_NoMemory();

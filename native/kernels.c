@@ -148,15 +148,15 @@ static void perturb_job(void *vctx, int64_t j, int thread) {
     const edg_slot *s = &c->slots[jb->slot];
     const edg_slot_law *law = &c->laws[jb->slot];
     edg_stream st;
-    edg_stream_init(&st, c->seed, s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag);
+    edg_stream_init(&st, c->seed, s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index);
     int64_t pos;
     int u;
     (void)thread;
+    const int be = s->block_elems, bb = s->block_bytes, type = s->type, lo = s->lo, hi = s->hi;
     while (edg_stream_next(&st, &pos, &u)) {
         int64_t i = jb->start + pos;
-        int code = edg_get_code(s->type, s->data, i) + u;
-        if (code < s->lo || code > s->hi) list_push(&c->lists[j], pos, 0, 0);
-        else edg_set_code(s->type, s->data, i, code);
+        if (!edg_add_in_block(type, s->data + (i / be) * bb, (int)(i % be), u, lo, hi))
+            list_push(&c->lists[j], pos, 0, 0);
     }
 }
 
@@ -182,14 +182,16 @@ static void restore_job(void *vctx, int64_t j, int thread) {
     const uint16_t *g = c->gated->pos + c->offsets[j];
     int64_t ng = c->gated->counts[j], gi = 0;
     edg_stream st;
-    edg_stream_init(&st, c->seed, s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag);
+    edg_stream_init(&st, c->seed, s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index);
     int64_t pos;
     int u;
     (void)thread;
+    const int be = s->block_elems, bb = s->block_bytes, type = s->type;
     while (edg_stream_next(&st, &pos, &u)) {
         if (gi < ng && g[gi] == pos) { gi++; continue; } /* was gated: untouched */
         int64_t i = jb->start + pos;
-        edg_set_code(s->type, s->data, i, edg_get_code(s->type, s->data, i) - u);
+        uint8_t *blk = s->data + (i / be) * bb;
+        set_in_block(type, blk, (int)(i % be), get_in_block(type, blk, (int)(i % be)) - u);
     }
 }
 
@@ -212,6 +214,7 @@ int edg_restore(const edg_slot *slots, int n_slots, const edg_slot_law *laws, in
 
 #define E_SCALE 8192.0
 #define E_CLAMP 1.5
+#define COEF_SCALE 4096.0
 
 typedef struct {
     const edg_slot *slots;
@@ -225,38 +228,43 @@ typedef struct {
     /* per thread scratch */
     int8_t *codes[64];
     int16_t *eq[64];
-    double *gsum[64];
+    int32_t *gsum[64]; /* zero between uses: the dense pass clears what it reads */
     int diverged;
     edg_update_stats tstats[64];
 } up_ctx;
 
-static inline double round_away(double v) { return trunc(v + copysign(0.5, v)); }
+/* Round half away from zero: trunc(v + copysign(0.5, v)), the cast truncating (|v| <= 1e9 + 0.5). */
+static inline double round_away(double v) { return (double)(int64_t)(v + copysign(0.5, v)); }
 
 /* One step on a chunk: codes and eq updated in place; applied deltas pushed to out (if any). */
 /* A replayed step passes its recorded deltas (rpos/rval, rn of them): they are what was applied. */
 static int one_step(const edg_slot *s, const job_t *jb, const edg_step *st, double gamma,
-                    int8_t *codes, int16_t *eq, double *gsum, list_t *out, int slot_index,
+                    int8_t *codes, int16_t *eq, int32_t *gsum, list_t *out, int slot_index,
                     edg_update_stats *stats, const uint16_t *rpos, const int8_t *rval, int64_t rn) {
     const edg_slot_law *law = &st->laws[slot_index];
     const int64_t len = jb->length;
     const int lo = s->lo, hi = s->hi;
-    memset(gsum, 0, sizeof(double) * (size_t)len);
     for (int j = 0; j < st->P; j++) {
         edg_stream ns;
-        edg_stream_init(&ns, st->seeds[j], s->key, (uint64_t)jb->chunk, len, law->gap, law->mag);
-        const double a = st->coefs[j];
+        edg_stream_init(&ns, st->seeds[j], s->key, (uint64_t)jb->chunk, len, law->gap, law->mag, law->index);
+        /* coefficients enter in fixed point: a_q = round(a * 4096), so g sums exactly in int32 */
+        const int32_t a = (int32_t)round_away(st->coefs[j] * COEF_SCALE);
         int64_t pos;
         int u;
         while (edg_stream_next(&ns, &pos, &u)) {
             int nc = codes[pos] + u;
-            if (nc >= lo && nc <= hi) gsum[pos] += a * (double)u; /* u re-gated against these codes */
+            if (nc >= lo && nc <= hi) gsum[pos] += a * u; /* u re-gated against these codes */
         }
     }
-    const double coef = st->alpha / (law->sigma_t * (double)st->P);
+    const double coef = st->alpha / (law->sigma_t * (double)st->P * COEF_SCALE);
     int64_t ri = 0;
     int bad = 0;
     for (int64_t i = 0; i < len; i++) {
-        double v = coef * gsum[i] + gamma * ((double)eq[i] / E_SCALE);
+        /* v = 0 leaves code and e at 0: skip, unless a recorded delta sits here */
+        const int32_t gi = gsum[i];
+        if (gi == 0 && eq[i] == 0 && !(rpos && ri < rn && rpos[ri] == i)) continue;
+        gsum[i] = 0;
+        double v = coef * (double)gi + gamma * ((double)eq[i] / E_SCALE);
         if (v < -1e9) v = -1e9;
         if (v > 1e9) v = 1e9;
         double stp = round_away(v), applied = 0.0;
@@ -290,7 +298,7 @@ static void update_job(void *vctx, int64_t j, int thread) {
     const edg_slot *s = &c->slots[jb->slot];
     int8_t *codes = c->codes[thread];
     int16_t *eq = c->eq[thread];
-    double *gsum = c->gsum[thread];
+    int32_t *gsum = c->gsum[thread];
     const int64_t len = jb->length;
     edg_unpack(s->type, s->data, jb->start, len, codes);
     int n_hist = c->n_steps - 1;
@@ -341,7 +349,7 @@ int edg_update(const edg_slot *slots, int n_slots, const edg_step *steps, int n_
     for (int t = 0; t < n_threads; t++) {
         c->codes[t] = malloc(EDG_CHUNK);
         c->eq[t] = malloc(sizeof(int16_t) * EDG_CHUNK);
-        c->gsum[t] = malloc(sizeof(double) * EDG_CHUNK);
+        c->gsum[t] = calloc(EDG_CHUNK, sizeof(int32_t));
         if (!c->codes[t] || !c->eq[t] || !c->gsum[t]) { rc = -1; goto done; }
     }
     c->slots = slots; c->jobs = jobs; c->steps = steps; c->n_steps = n_steps;

@@ -16,11 +16,13 @@ typedef struct {
     int64_t n;           /* elements */
     uint64_t key;        /* noise key of the tensor */
     int lo, hi;          /* code range */
+    int block_elems, block_bytes;
     int16_t *residual;   /* residual mode: e in fixed point, n entries; else NULL */
 } edg_slot;
 
 typedef struct {
     const uint64_t *gap, *mag; /* noise tables for this slot's type sigma */
+    const uint16_t *index;
     double sigma_t;            /* sigma in this slot's code steps */
 } edg_slot_law;
 

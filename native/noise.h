@@ -17,6 +17,7 @@
 #define EDG_CHUNK 65536
 #define EDG_GAP_LEN 1024
 #define EDG_MAG_LEN 127
+#define EDG_INDEX_LEN 4096
 #define EDG_GOLDEN 0x9E3779B97F4A7C15ULL
 #define EDG_CHUNK_MUL 0xD1B54A32D192ED03ULL
 
@@ -35,11 +36,12 @@ typedef struct {
     uint64_t key, t;
     int64_t pos, length;
     const uint64_t *gap, *mag;
+    const uint16_t *index; /* index[k] = entries of gap <= k << 20 (noise.py _index) */
     int neg;
 } edg_stream;
 
 void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk, int64_t length,
-                     const uint64_t *gap, const uint64_t *mag);
+                     const uint64_t *gap, const uint64_t *mag, const uint16_t *index);
 
 /* Next nonzero of the stream: 1 with *pos (chunk-relative) and *val set, or 0 when exhausted. */
 static inline int edg_stream_next(edg_stream *s, int64_t *pos, int *val) {
@@ -48,17 +50,8 @@ static inline int edg_stream_next(edg_stream *s, int64_t *pos, int *val) {
         uint64_t d = edg_mix64(s->key + s->t * EDG_GOLDEN);
         uint64_t hi = d >> 32;
         /* g = number of gap entries <= hi (the table is non-decreasing) */
-        int64_t g;
-        if (hi >= s->gap[EDG_GAP_LEN - 1]) {
-            g = EDG_GAP_LEN;
-        } else {
-            int64_t a = 0, b = EDG_GAP_LEN - 1; /* answer in [a, b] */
-            while (a < b) {
-                int64_t mid = (a + b) >> 1;
-                if (s->gap[mid] <= hi) a = mid + 1; else b = mid;
-            }
-            g = a;
-        }
+        int64_t g = s->index[hi >> 20];
+        while (g < EDG_GAP_LEN && s->gap[g] <= hi) g++;
         if (g == EDG_GAP_LEN) { s->pos += EDG_GAP_LEN; continue; }
         int64_t where = s->pos + g;
         s->pos = where + 1;
