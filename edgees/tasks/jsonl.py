@@ -1,0 +1,260 @@
+"""`jsonl:PATH`: the user's own prompts and reference answers, one JSON object per line.
+
+Accepted line forms (the names trl and mlx-lm users have):
+  {"prompt": "What is 2+2?", "answer": "4"}                  also "completion", "response", "target"
+  {"question": "...", "answer": "..."}                        GSM8K-style
+  {"prompt": [{"role": "user", "content": "..."}], "answer": "..."}
+  {"messages": [{"role": "user", ...}, {"role": "assistant", "content": "4"}]}
+                                                              the last assistant message is the answer
+  {"text": "..."}                                             a raw prompt, no answer (python:/onnx: tasks)
+A string prompt is sent as one user chat turn (option chat=false sends it raw); "text" is always raw.
+An answer may be a string, a number, or a list of strings (any one counts). Other keys are kept as
+fields (python: rewards receive them as keyword arguments). Blank lines are skipped.
+
+Split: a "split" field ("train", or "heldout"/"test"/"valid"/"validation"/"eval") decides where a line
+goes; otherwise a line is held out when the hash of its prompt is 0 mod `heldout_every` (so repeated
+prompts never straddle the split); with no explicit split at all and nothing hashed out, the line
+with the smallest hash is held out. Both sides keep file order; n_heldout=None means all held-out.
+
+Matching (option match=):
+  exact    strict: equal after trimming and collapsing whitespace; lenient: equal ignoring case and
+           edge punctuation, or the answer appears as whole words in the completion
+  numeric  strict: the completion is just the number; lenient: its last number equals the answer
+  regex    the answer is a Python regex; strict: fullmatch of the trimmed completion; lenient: search
+Reward: 1.0 strict, 0.5 lenient; otherwise a small shaping term so ES has a slope: exact 0.25 x
+character similarity (difflib ratio), numeric 0.2 if the number appears at all plus 0.1 x closeness of
+the last number, regex 0.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgees.errors import TaskError
+from edgees.tasks.base import (Example, Task, bare_number, check_lengths, is_heldout, last_number, mean,
+                               numbers_in, stable_hash, user)
+
+PROMPT_KEYS = ("prompt", "question", "messages", "text")
+ANSWER_KEYS = ("answer", "completion", "response", "target")
+HELDOUT_NAMES = {"heldout", "held-out", "test", "valid", "validation", "eval", "dev"}
+EXAMPLE_LINE = '{"prompt": "What is 2+2?", "answer": "4"}'
+
+
+@dataclass(frozen=True)
+class Record:
+    line: int
+    prompt: Any        # str or list of chat messages
+    answer: Any        # str, list of str, or None
+    fields: dict       # every other key, plus "answer" when there is one
+    split: str | None  # "train", "heldout" or None (hash decides)
+
+
+def _fail(path, line, problem, fix):
+    where = f"{path}:{line}" if line else f"{path}"
+    raise TaskError(f"{where}: {problem}; {fix}")
+
+
+def _check_messages(path, n, messages):
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages):
+        _fail(path, n, "chat messages must be a non-empty list of {\"role\": ..., \"content\": ...}",
+              "fix the messages list")
+
+
+def load_jsonl(path: str | Path, *, need_answer: bool, chat: bool = True) -> list[Record]:
+    """Parse and validate a task file; every problem is a TaskError naming the file and line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        problem = "is a directory" if path.is_dir() else "no such file"
+        _fail(path, 0, problem, "give the path of a JSONL file (one JSON object per line, e.g. "
+              f"{EXAMPLE_LINE})")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        _fail(path, 0, f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8 JSONL")
+    records = []
+    for n, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            _fail(path, n, f"not valid JSON ({exc.msg} at column {exc.colno})",
+                  f"each line must be one JSON object, e.g. {EXAMPLE_LINE}")
+        if not isinstance(obj, dict):
+            _fail(path, n, f"a JSON {type(obj).__name__}, not an object", f"write objects like {EXAMPLE_LINE}")
+        records.append(_record(path, n, obj, need_answer, chat))
+    if not records:
+        _fail(path, 0, "no examples (the file is empty)", f"add one JSON object per line, e.g. {EXAMPLE_LINE}")
+    return records
+
+
+def _record(path, n, obj, need_answer, chat) -> Record:
+    answer = next((obj[k] for k in ANSWER_KEYS if k in obj), None)
+    if "messages" in obj:
+        messages = obj["messages"]
+        _check_messages(path, n, messages)
+        if messages[-1]["role"] == "assistant" and answer is None:
+            answer, messages = messages[-1]["content"], messages[:-1]
+        if not messages:
+            _fail(path, n, "\"messages\" has only the assistant answer", "put the user turn before it")
+        prompt = messages
+    elif "prompt" in obj or "question" in obj:
+        prompt = obj["prompt"] if "prompt" in obj else obj["question"]
+        if isinstance(prompt, list):
+            _check_messages(path, n, prompt)
+        elif not isinstance(prompt, str) or not prompt.strip():
+            _fail(path, n, "the prompt must be a non-empty string or a list of chat messages", "fix the prompt")
+        elif chat:
+            prompt = user(prompt)
+    elif "text" in obj:
+        prompt = obj["text"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            _fail(path, n, "\"text\" must be a non-empty string", "fix the text")
+    else:
+        _fail(path, n, f"no prompt (keys: {', '.join(sorted(obj)) or 'none'})",
+              "give a \"prompt\" (or \"messages\", \"question\", \"text\") field")
+    if answer is not None:
+        answer = _answer(path, n, answer)
+    elif need_answer:
+        _fail(path, n, "no answer", "give an \"answer\" (or \"completion\") field, or end \"messages\" "
+              "with an assistant message")
+    split = obj.get("split")
+    if split is not None:
+        name = str(split).strip().lower()
+        if name not in HELDOUT_NAMES | {"train"}:
+            _fail(path, n, f"unknown split {split!r}", "use \"train\" or \"heldout\" (or test/valid)")
+        split = "train" if name == "train" else "heldout"
+    fields = {k: v for k, v in obj.items() if k not in ("prompt", "question", "messages", "text", "split")}
+    if answer is not None:
+        fields["answer"] = answer
+    return Record(n, prompt, answer, fields, split)
+
+
+def _answer(path, n, value):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, list)):
+        _fail(path, n, f"the answer is a {type(value).__name__}", "give a string, a number or a list of strings")
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            _fail(path, n, "an answer list must hold strings or numbers", "fix the answer list")
+        return [str(v) for v in value]
+    return str(value)
+
+
+def split_records(records: list[Record], heldout_every: int) -> tuple[list[Record], list[Record]]:
+    """(train, heldout) in file order, by the "split" field or by prompt hash (see module doc)."""
+    hashes = [stable_hash("jsonl", json.dumps(r.prompt, sort_keys=True)) for r in records]
+    side = [r.split if r.split else ("heldout" if is_heldout(h, heldout_every) else "train")
+            for r, h in zip(records, hashes)]
+    if len(records) > 1 and "heldout" not in side and not any(r.split for r in records):
+        side[min(range(len(records)), key=lambda i: hashes[i])] = "heldout"
+    return ([r for r, s in zip(records, side) if s == "train"],
+            [r for r, s in zip(records, side) if s == "heldout"])
+
+
+def stop_list(stop) -> list[str]:
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    return [str(s) for s in stop]
+
+
+# ---- matching ------------------------------------------------------------------------------------
+
+_WS = re.compile(r"\s+")
+_EDGE_PUNCT = " \t\n.,;:!?\"'`*()[]"
+
+
+def _norm(s: str) -> str:
+    return _WS.sub(" ", s).strip()
+
+
+def _loose(s: str) -> str:
+    return _norm(s).casefold().strip(_EDGE_PUNCT)
+
+
+def match(mode: str, completion: str, answer: str) -> tuple[bool, bool, float]:
+    """(strict, lenient, shaping term in [0, 1)) for one completion against one answer."""
+    if mode == "exact":
+        strict = _norm(completion) == _norm(answer)
+        a = _loose(answer)
+        c = _loose(completion)
+        lenient = strict or c == a or (bool(a) and re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", c) is not None)
+        return strict, lenient, 0.25 * difflib.SequenceMatcher(None, c[:4 * len(a) + 16], a).ratio()
+    if mode == "numeric":
+        target = float(answer)
+        strict = bare_number(completion) == target
+        final = last_number(completion)
+        lenient = final == target
+        appears = target in numbers_in(completion)
+        close = 0.0 if final is None else max(0.0, 1.0 - abs(final - target) / max(1.0, abs(target)))
+        return strict, lenient, 0.2 * appears + 0.1 * close
+    pattern = re.compile(answer)
+    return pattern.fullmatch(completion.strip()) is not None, pattern.search(completion) is not None, 0.0
+
+
+def best_match(mode, completion, answer) -> tuple[bool, bool, float]:
+    answers = answer if isinstance(answer, list) else [answer]
+    return max((match(mode, completion, a) for a in answers), key=lambda t: (t[0], t[1], t[2]))
+
+
+class JsonlTask(Task):
+    description = "your data: one JSON object per line (prompt/answer, messages, mlx-lm keys); option match=exact|numeric|regex"
+    default_heldout = None  # all held-out lines
+
+    def __init__(self, path: str, *, match: str = "exact", max_tokens: int = 64, stop=None,
+                 chat: bool = True, heldout_every: int = 5):
+        if match not in ("exact", "numeric", "regex"):
+            raise TaskError(f"task jsonl:{path}: unknown match {match!r}; use match=exact, numeric or regex")
+        self.name = f"jsonl:{path}"
+        self.path = Path(path)
+        self.match = match
+        self.max_tokens = int(max_tokens)
+        self.stop = stop_list(stop)
+        self.heldout_every = int(heldout_every)
+        self.records = load_jsonl(path, need_answer=True, chat=chat)
+        self.chat = any(isinstance(r.prompt, list) for r in self.records)
+        for r in self.records:
+            for a in (r.answer if isinstance(r.answer, list) else [r.answer]):
+                self._check_answer(r.line, a)
+
+    def _check_answer(self, line, answer):
+        if self.match == "numeric":
+            try:
+                ok = math.isfinite(float(answer))
+            except ValueError:
+                ok = False
+            if not ok:
+                _fail(self.path, line, f"answer {answer!r} is not a number (match=numeric)",
+                      "give a number, or use match=exact")
+        elif self.match == "regex":
+            try:
+                re.compile(answer)
+            except re.error as exc:
+                _fail(self.path, line, f"answer {answer!r} is not a valid regex ({exc})",
+                      "fix the pattern, or use match=exact")
+
+    def _split_all(self, n_train, n_heldout):
+        train, heldout = split_records(self.records, self.heldout_every)
+        make = lambda r: Example(prompt=r.prompt, fields=r.fields)  # noqa: E731
+        return [make(r) for r in train], [make(r) for r in heldout]
+
+    def _matches(self, examples, completions):
+        check_lengths(self.name, examples, completions)
+        return [best_match(self.match, c, e.fields["answer"]) for e, c in zip(examples, completions)]
+
+    def rewards(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
+        return [1.0 if s else 0.5 if l else shaping for s, l, shaping in self._matches(examples, completions)]
+
+    def metrics(self, examples, completions) -> dict[str, float]:
+        m = self._matches(examples, completions)
+        return {"strict": mean([float(s) for s, _, _ in m]), "lenient": mean([float(l) for _, l, _ in m]),
+                "reward": mean(self.rewards(examples, completions))}

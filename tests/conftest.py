@@ -1,0 +1,54 @@
+"""Shared fixtures: a private user dir for every test, tiny models of every trainable type, and the
+real models when they are on this machine (tests using them are marked `real`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edgees.tinymodel import make_tiny_model, tiny_model_types
+
+REAL_MODELS = {
+    "smollm2": ("EDGEES_SMOLLM2", "/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma": ("EDGEES_GEMMA3", "/tmp/models/gemma-3-270m-q4_k_m.gguf"),
+}
+
+
+@pytest.fixture(autouse=True)
+def tmp_home(tmp_path, monkeypatch) -> Path:
+    """EDGEES_HOME and EDGEES_WORKDIR point into this test's tmp dir: nothing touches ~ or /dev/shm."""
+    home, work = tmp_path / "edgees-home", tmp_path / "edgees-work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("EDGEES_HOME", str(home))
+    monkeypatch.setenv("EDGEES_WORKDIR", str(work))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """type name -> a tiny llama GGUF (~1 MB) whose block linear weights are of that type."""
+    d = tmp_path_factory.mktemp("tiny-models")
+    return {t: make_tiny_model(d / f"tiny-{t}.gguf", t, seed=0) for t in tiny_model_types()}
+
+
+def _real_model(key: str) -> Path:
+    env, default = REAL_MODELS[key]
+    path = Path(os.environ.get(env) or default)
+    if not path.is_file():
+        pytest.skip(f"{path} not present (set {env} or pull the model)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 (Q4_1 linears, Q8_0 tied embedding, F32 norms)."""
+    return _real_model("smollm2")
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    """gemma-3-270m Q4_K_M (Q8_0 embedding; Q5_0/Q4_K/Q6_K/Q8_0 linears)."""
+    return _real_model("gemma")
