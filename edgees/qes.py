@@ -1,0 +1,84 @@
+"""Quantized Evolution Strategies, the algorithm alone: seeds, coefficients, the step plan.
+
+Pure functions, no I/O, no llama.cpp: the loop that evaluates members lives in trainer.py and the
+packed-code arithmetic in kernels. In the paper's terms, one step is:
+  seeds s_1..s_P            -> members +s_j and -s_j (antithetic pairs)
+  rewards r(+s_j), r(-s_j)  -> d_j = r(+s_j) - r(-s_j) -> a_j = clip(zscore(d), -3, 3) (or centred ranks)
+  update(codes; seeds, a, sigma, alpha) with error feedback (kernels.update).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgees import noise
+
+EF_MODES = ("replay", "residual", "off")
+COEF_MODES = ("zscore", "rank")
+
+
+@dataclass(frozen=True)
+class QESConfig:
+    """Hyperparameters of a run; each default is tuned for SmolLM2-135M on a 2-core CPU."""
+
+    steps: int = field(default=40, metadata={"help": "QES steps (updates)"})
+    pairs: int = field(default=8, metadata={"help": "antithetic pairs per step (population = 2 x pairs)"})
+    prompts: int = field(default=16, metadata={"help": "training prompts per member per step"})
+    sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (per-type scaled)"})
+    alpha: float = field(default=0.04, metadata={"help": "step size of the update, in code steps"})
+    gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
+    ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
+    window: int = field(default=50, metadata={"help": "replay window K (steps)"})
+    coef: str = field(default="zscore", metadata={"help": "pair coefficients: zscore (clipped +-3) | rank"})
+    seed: int = field(default=1, metadata={"help": "run seed: all member seeds derive from it"})
+    eval_every: int = field(default=10, metadata={"help": "held-out evaluation every E steps (0: only at the ends)"})
+    eval_n: int = field(default=50, metadata={"help": "held-out prompts per evaluation"})
+    include_embeddings: bool = field(default=False, metadata={"help": "also train token_embd / output"})
+
+    def check(self) -> None:
+        from edgees.errors import EdgeesError
+        problems = []
+        if self.ef not in EF_MODES:
+            problems.append(f"--ef must be one of {', '.join(EF_MODES)}")
+        if self.coef not in COEF_MODES:
+            problems.append(f"--coef must be one of {', '.join(COEF_MODES)}")
+        if self.pairs < 1 or self.prompts < 1 or self.steps < 0:
+            problems.append("--pairs and --prompts must be >= 1, --steps >= 0")
+        if not (0.0 < self.sigma <= 4.0):
+            problems.append("--sigma must be in (0, 4] code steps (0.01 is a good start)")
+        if not (self.alpha > 0.0):
+            problems.append("--alpha must be > 0")
+        if not (0.0 <= self.gamma < 1.0):
+            problems.append("--gamma must be in [0, 1)")
+        if self.window < 1:
+            problems.append("--window must be >= 1")
+        if problems:
+            raise EdgeesError("; ".join(problems))
+
+
+def pair_seeds(run_seed: int, step: int, pairs: int) -> tuple[int, ...]:
+    """The P positive pair seeds of a step: a pure function of (run seed, step, j)."""
+    base = noise.mix64((run_seed * 0x2545F4914F6CDD1D + step) & noise.M64)
+    return tuple((noise.mix64((base + j * noise.GOLDEN) & noise.M64) >> 2) | 1 for j in range(pairs))
+
+
+def coefficients(r_plus_p: np.ndarray, r_minus_p: np.ndarray, mode: str = "zscore") -> np.ndarray:
+    """a_j from the pair reward differences: z-scored and clipped to +-3, or centred ranks in [-1, 1]."""
+    d_p = np.asarray(r_plus_p, dtype=np.float64) - np.asarray(r_minus_p, dtype=np.float64)
+    if mode == "rank":
+        if len(d_p) == 1:
+            return np.sign(d_p)
+        ranks = np.argsort(np.argsort(d_p, kind="stable"), kind="stable").astype(np.float64)
+        centred = ranks / (len(d_p) - 1) * 2.0 - 1.0
+        return np.where(d_p == 0.0, 0.0, centred)
+    std = d_p.std()
+    if not np.isfinite(std) or std < 1e-12:
+        return np.zeros_like(d_p)
+    return np.clip((d_p - d_p.mean()) / std, -3.0, 3.0)
+
+
+def window_start(step: int, window: int) -> int:
+    """First step whose deltas the update of `step` replays (replay mode)."""
+    return max(0, step - window)

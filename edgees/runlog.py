@@ -1,0 +1,220 @@
+"""The run directory: header, append-only checksummed step log, metrics, lock, atomic writes.
+
+Layout of a run dir:
+  run.json       header: format, version, resolved config, base model path + sha256, task (atomic)
+  steps.log      line 1 `edgees-steps 1`; then one record per step: `<json>\t<crc32 hex>\n`
+  metrics.jsonl  per-step metrics for people and plots (not needed to rebuild weights)
+  run.lock       held (flock) by the one process writing this run
+  residual/      residual mode only: e snapshots, `e-<step>.npz`, written atomically
+A record is appended with one write() and fsync. A last line without its newline is a torn tail
+(a crash mid-append): it is dropped and the file truncated before the next append. A complete line
+whose checksum fails, anywhere, is corruption and is reported, never skipped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgees.errors import RunError
+
+FORMAT = "edgees-run"
+VERSION = 1
+STEPS_MAGIC = b"edgees-steps 1\n"
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """temp file in the same dir + fsync + rename + dir fsync: the file is old or new, never torn."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+@dataclass
+class StepRecord:
+    step: int
+    seeds: list[int]
+    rewards_plus: list[float]
+    rewards_minus: list[float]
+    coefs: list[float]
+    sigma: float
+    alpha: float
+    weights_sha256: str
+    changed: int = 0
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+    @staticmethod
+    def from_json(d: dict) -> "StepRecord":
+        return StepRecord(**{k: d[k] for k in StepRecord.__dataclass_fields__ if k in d})
+
+
+def encode_record(rec: StepRecord) -> bytes:
+    body = json.dumps(rec.to_json(), separators=(",", ":"), sort_keys=True).encode()
+    return body + b"\t" + f"{zlib.crc32(body):08x}".encode() + b"\n"
+
+
+def read_steps(path: Path) -> tuple[list[StepRecord], int, bool]:
+    """(records, byte length of the good prefix, whether a torn tail was found)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0, False
+    if not data.startswith(STEPS_MAGIC):
+        if STEPS_MAGIC.startswith(data):  # torn while writing the magic
+            return [], 0, True
+        raise RunError(f"{path}: not an edgees step log (bad first line); the run dir is damaged")
+    records, pos = [], len(STEPS_MAGIC)
+    line_no = 1
+    while pos < len(data):
+        line_no += 1
+        end = data.find(b"\n", pos)
+        if end < 0:
+            return records, pos, True  # torn tail: a crash mid-append
+        line = data[pos:end]
+        body, sep, crc = line.rpartition(b"\t")
+        try:
+            ok = bool(sep) and int(crc, 16) == zlib.crc32(body) and len(crc) == 8
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RunError(f"{path}: line {line_no} (byte {pos}) fails its checksum: the log is corrupted; "
+                           "restore the run dir from a backup or start a new run")
+        try:
+            rec = StepRecord.from_json(json.loads(body))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise RunError(f"{path}: line {line_no} is not a step record ({exc}); the log is corrupted") from None
+        if rec.step != len(records):
+            raise RunError(f"{path}: line {line_no} holds step {rec.step}, expected {len(records)}; "
+                           "the log is corrupted")
+        records.append(rec)
+        pos = end + 1
+    return records, pos, False
+
+
+class RunDir:
+    """A run directory opened for writing (locked) or for reading."""
+
+    def __init__(self, path, write: bool = False):
+        self.path = Path(path)
+        self.write = write
+        self._lock_fd = None
+        if write:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(str(self.path / "run.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                raise RunError(f"{self.path} is in use by another edgees process; wait for it or pick another --run")
+        elif not (self.path / "run.json").exists():
+            raise RunError(f"{self.path} is not an edgees run dir (no run.json); "
+                           "start one with `edgees finetune MODEL --task T --run DIR`")
+
+    # header
+    @property
+    def header_path(self) -> Path:
+        return self.path / "run.json"
+
+    def has_header(self) -> bool:
+        return self.header_path.exists()
+
+    def write_header(self, header: dict) -> None:
+        header = {"format": FORMAT, "version": VERSION, **header}
+        atomic_write(self.header_path, (json.dumps(header, indent=2, sort_keys=True) + "\n").encode())
+        steps = self.path / "steps.log"
+        if not steps.exists():
+            atomic_write(steps, STEPS_MAGIC)
+
+    def read_header(self) -> dict:
+        try:
+            header = json.loads(self.header_path.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path}: no run.json; not an edgees run dir") from None
+        except ValueError as exc:
+            raise RunError(f"{self.header_path}: not valid JSON ({exc}); the run dir is damaged") from None
+        if header.get("format") != FORMAT:
+            raise RunError(f"{self.header_path}: not an edgees run header")
+        if header.get("version") != VERSION:
+            raise RunError(f"{self.header_path}: run format version {header.get('version')}; "
+                           f"this edgees reads version {VERSION}")
+        return header
+
+    # steps
+    def read_steps(self) -> list[StepRecord]:
+        records, good, torn = read_steps(self.path / "steps.log")
+        if torn and self.write:  # drop the torn tail before anything is appended after it
+            with open(self.path / "steps.log", "r+b") as f:
+                if good == 0:
+                    f.write(STEPS_MAGIC)
+                    good = len(STEPS_MAGIC)
+                f.truncate(good)
+                f.flush()
+                os.fsync(f.fileno())
+        return records
+
+    def append_step(self, rec: StepRecord) -> None:
+        line = encode_record(rec)
+        fd = os.open(str(self.path / "steps.log"), os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # metrics
+    def append_metrics(self, row: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict]:
+        rows = []
+        try:
+            lines = (self.path / "metrics.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            return rows
+        for line in lines:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue  # a torn metrics line is harmless
+        return rows
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

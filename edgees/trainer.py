@@ -1,0 +1,208 @@
+"""The fine-tuning loop: members evaluated on live perturbed weights, the QES update, the run log.
+
+One step: for each pair seed s_j, perturb the working copy in place with +s_j, evaluate the step's
+training prompts, restore exactly, the same with -s_j; then coefficients -> update -> append the
+step record (seeds, rewards, coefficients, sigma, alpha, weight hash) durably. A stop request is
+honoured at member boundaries: the member is restored, the partial step is dropped, the log is
+intact, and `--resume` continues from the last whole step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgees import qes
+from edgees.errors import EdgeesError, RunError, TaskError
+from edgees.gguffile import WorkingCopy, sha256_file
+from edgees.runlog import RunDir, StepRecord
+from edgees.state import WeightState, rebuild
+
+Event = Callable[[str, dict], None]
+
+
+def step_prompts(n_train: int, seed: int, step: int, m: int) -> np.ndarray:
+    """Indices of the step's training prompts: the same for every member of the step."""
+    rng = np.random.default_rng([seed, step, 0x51E])
+    return rng.choice(n_train, size=min(m, n_train), replace=False)
+
+
+def _mean_reward(task, engine, examples) -> float:
+    try:
+        rewards, _, _ = task.evaluate(engine, examples)
+    except TaskError:
+        raise
+    except EdgeesError:
+        raise
+    except Exception as exc:  # a user's reward function failing inside a run
+        raise TaskError(f"task {task.name}: reward failed with {type(exc).__name__}: {exc}") from None
+    arr = np.asarray(rewards, dtype=np.float64)
+    if arr.size != len(examples) or not np.all(np.isfinite(arr)):
+        raise TaskError(f"task {task.name}: rewards must be {len(examples)} finite numbers")
+    return float(arr.mean())
+
+
+def heldout_metrics(task, engine, heldout, n: int) -> dict:
+    t0 = time.perf_counter()
+    _, metrics, _ = task.evaluate(engine, heldout[:n])
+    metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    metrics["seconds"] = time.perf_counter() - t0
+    metrics["n"] = min(n, len(heldout))
+    return metrics
+
+
+def make_header(model_path: Path, base_sha: str, task_spec: str, task_options: dict, cfg: qes.QESConfig,
+                state: WeightState) -> dict:
+    return {
+        "base_model": str(Path(model_path).resolve()),
+        "base_sha256": base_sha,
+        "task": task_spec,
+        "task_options": task_options,
+        "config": asdict(cfg),
+        "trainable_tensors": len(state.slots),
+        "trainable_weights": state.n_weights,
+    }
+
+
+def check_resume(header: dict, base_sha: str, cfg: qes.QESConfig, task_spec: str) -> None:
+    if header["base_sha256"] != base_sha:
+        raise RunError(f"this run was made on a base model with sha256 {header['base_sha256'][:16]}..., "
+                       f"the model given has {base_sha[:16]}...; pass the run's base model "
+                       f"({header['base_model']})")
+    if header["task"] != task_spec:
+        raise RunError(f"this run trains task {header['task']!r}, not {task_spec!r}")
+    old = header["config"]
+    for key in ("pairs", "prompts", "sigma", "ef", "window", "gamma", "seed", "coef", "include_embeddings"):
+        if old.get(key) != getattr(cfg, key):
+            raise RunError(f"--{key.replace('_', '-')} differs from the run's ({old.get(key)}); "
+                           "a resumed run keeps its config (only --steps may grow)")
+
+
+class Trainer:
+    """Owns the working copy, the engine and the run dir for one `finetune` invocation."""
+
+    def __init__(self, model_path, task, task_spec: str, run_path, cfg: qes.QESConfig,
+                 resume: bool = False, engine_factory=None, task_options: dict | None = None,
+                 on_event: Event | None = None, threads: int | None = None):
+        cfg.check()
+        self.cfg, self.task, self.task_spec = cfg, task, task_spec
+        self.on_event = on_event or (lambda kind, data: None)
+        self.model_path = Path(model_path)
+        self.run = RunDir(run_path, write=True)
+        try:
+            self._open(resume, engine_factory, task_options or {}, threads)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, resume, engine_factory, task_options, threads) -> None:
+        cfg = self.cfg
+        self.on_event("status", {"msg": f"hashing {self.model_path.name}"})
+        self.base_sha = sha256_file(self.model_path)
+        have = self.run.has_header()
+        if have and not resume:
+            raise RunError(f"{self.run.path} already holds a run; pass --resume to continue it "
+                           "or pick a new --run dir")
+        self.wc = WorkingCopy(self.model_path)
+        self.state = WeightState(self.wc, ef=cfg.ef, window=cfg.window, gamma=cfg.gamma,
+                                 include_embeddings=cfg.include_embeddings, threads=threads)
+        if have:
+            header = self.run.read_header()
+            check_resume(header, self.base_sha, cfg, self.task_spec)
+            self.records = self.run.read_steps()
+            if self.records:
+                self.on_event("status", {"msg": f"replaying {len(self.records)} logged steps"})
+                rebuild(self.state, self.records, check="last",
+                        progress=lambda i, n: self.on_event("replay", {"done": i, "total": n}))
+        else:
+            self.run.write_header(make_header(self.model_path, self.base_sha, self.task_spec,
+                                              task_options, cfg, self.state))
+            self.records = []
+        self.on_event("status", {"msg": "loading the model into llama.cpp"})
+        if engine_factory is None:
+            from edgees.engine import Engine
+            engine_factory = Engine
+        self.engine = engine_factory(self.wc.path)
+        from edgees.engine import check_live_weights
+        check_live_weights(self.engine, self.wc.view)
+        self.train, self.heldout = self.task.split()
+        if not self.train or not self.heldout:
+            raise TaskError(f"task {self.task.name} has an empty train or held-out split")
+
+    def evaluate_heldout(self) -> dict:
+        self.engine.weights_changed()
+        return heldout_metrics(self.task, self.engine, self.heldout, self.cfg.eval_n)
+
+    def run_steps(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
+        cfg, state, engine = self.cfg, self.state, self.engine
+        start = len(self.records)
+        if start == 0 and cfg.eval_every >= 0 and not self.run.read_metrics():
+            m = self.evaluate_heldout()
+            self.run.append_metrics({"step": 0, "heldout": m})
+            self.on_event("heldout", {"step": 0, **m})
+        for t in range(start, cfg.steps):
+            idx = step_prompts(len(self.train), cfg.seed, t, cfg.prompts)
+            batch = [self.train[i] for i in idx]
+            seeds = qes.pair_seeds(cfg.seed, t, cfg.pairs)
+            r_plus, r_minus = [], []
+            t_eval = time.perf_counter()
+            for j, s in enumerate(seeds):
+                for sign, out in ((1, r_plus), (-1, r_minus)):
+                    if should_stop():
+                        self.on_event("stopped", {"step": t})
+                        return self.summary(stopped=True)
+                    engine.synchronize()
+                    gated = state.perturb(sign * s, cfg.sigma)
+                    try:
+                        engine.weights_changed()
+                        out.append(_mean_reward(self.task, engine, batch))
+                    finally:
+                        engine.synchronize()
+                        state.restore(sign * s, cfg.sigma, gated)
+                        engine.weights_changed()
+                    self.on_event("member", {"step": t, "member": 2 * j + (sign < 0), "reward": out[-1]})
+            t_eval = time.perf_counter() - t_eval
+            coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)
+            spec_alpha = cfg.alpha
+            t_up = time.perf_counter()
+            from edgees.kernels import StepSpec
+            stats = state.apply(StepSpec(seeds, tuple(float(a) for a in coefs), spec_alpha, cfg.sigma))
+            engine.weights_changed()
+            t_up = time.perf_counter() - t_up
+            rec = StepRecord(step=t, seeds=list(seeds), rewards_plus=r_plus, rewards_minus=r_minus,
+                             coefs=[float(a) for a in coefs], sigma=cfg.sigma, alpha=spec_alpha,
+                             weights_sha256=state.sha256(), changed=int(stats["changed"]))
+            self.run.append_step(rec)
+            self.records.append(rec)
+            row = {"step": t + 1, "reward_mean": float(np.mean(r_plus + r_minus)),
+                   "reward_best": float(max(r_plus + r_minus)), "changed": int(stats["changed"]),
+                   "eval_seconds": t_eval, "update_seconds": t_up,
+                   "update_share": t_up / max(t_eval, 1e-9), "ef_state_bytes": state.history_bytes()}
+            if cfg.eval_every > 0 and ((t + 1) % cfg.eval_every == 0 or t + 1 == cfg.steps):
+                row["heldout"] = self.evaluate_heldout()
+            elif t + 1 == cfg.steps:
+                row["heldout"] = self.evaluate_heldout()
+            self.run.append_metrics(row)
+            self.on_event("step", row)
+        return self.summary(stopped=False)
+
+    def summary(self, stopped: bool) -> dict:
+        rows = self.run.read_metrics()
+        evals = [(r["step"], r["heldout"]) for r in rows if "heldout" in r]
+        return {"run": str(self.run.path), "steps_done": len(self.records), "steps": self.cfg.steps,
+                "stopped": stopped, "first_heldout": evals[0] if evals else None,
+                "last_heldout": evals[-1] if evals else None,
+                "weights_sha256": self.records[-1].weights_sha256 if self.records else None}
+
+    def close(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
+        wc = getattr(self, "wc", None)
+        if wc is not None:
+            wc.close()
+        self.run.close()
