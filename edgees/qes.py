@@ -25,9 +25,9 @@ class QESConfig:
 
     steps: int = field(default=40, metadata={"help": "QES steps (updates)"})
     pairs: int = field(default=8, metadata={"help": "antithetic pairs per step (population = 2 x pairs)"})
-    prompts: int = field(default=16, metadata={"help": "training prompts per member per step"})
+    prompts: int = field(default=12, metadata={"help": "training prompts per member per step"})
     sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (per-type scaled)"})
-    alpha: float = field(default=0.04, metadata={"help": "step size of the update, in code steps"})
+    alpha: float = field(default=0.02, metadata={"help": "step size: a pair hit moves a code by alpha/(sigma*pairs)*a_j steps"})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
     window: int = field(default=50, metadata={"help": "replay window K (steps)"})

@@ -137,9 +137,12 @@ class Trainer:
         self.engine.weights_changed()
         return heldout_metrics(self.task, self.engine, self.heldout, self.cfg.eval_n)
 
-    def run_steps(self, should_stop: Callable[[], bool] = lambda: False) -> dict:
+    def run_steps(self, should_stop: Callable[[], bool] = lambda: False, minutes: float | None = None) -> dict:
+        """Run until cfg.steps, a stop request (returns at once), or `minutes` of wall time (no new
+        step starts after it; the held-out evaluation of the last step still runs)."""
         cfg, state, engine = self.cfg, self.state, self.engine
         start = len(self.records)
+        deadline = time.monotonic() + 60.0 * minutes if minutes else None
         if start == 0 and cfg.eval_every >= 0 and not self.run.read_metrics():
             m = self.evaluate_heldout()
             self.run.append_metrics({"step": 0, "heldout": m})
@@ -182,12 +185,15 @@ class Trainer:
                    "reward_best": float(max(r_plus + r_minus)), "changed": int(stats["changed"]),
                    "eval_seconds": t_eval, "update_seconds": t_up,
                    "update_share": t_up / max(t_eval, 1e-9), "ef_state_bytes": state.history_bytes()}
-            if cfg.eval_every > 0 and ((t + 1) % cfg.eval_every == 0 or t + 1 == cfg.steps):
-                row["heldout"] = self.evaluate_heldout()
-            elif t + 1 == cfg.steps:
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            last = t + 1 == cfg.steps or out_of_time
+            if last or (cfg.eval_every > 0 and (t + 1) % cfg.eval_every == 0):
                 row["heldout"] = self.evaluate_heldout()
             self.run.append_metrics(row)
             self.on_event("step", row)
+            if out_of_time:
+                self.on_event("status", {"msg": f"time budget of {minutes:g} min reached after step {t + 1}"})
+                break
         return self.summary(stopped=False)
 
     def summary(self, stopped: bool) -> dict:

@@ -38,6 +38,8 @@ def register(sub) -> None:
             typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             p.add_argument(flag, type=typ, default=None, metavar=f.name[0].upper(),
                            help=f"{f.metadata['help']} (default {f.default})")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="time budget: start no new step after this many minutes (resume continues)")
     p.add_argument("--threads", type=int, default=None, help="threads for llama.cpp and the kernels")
     p.add_argument("--n-seq", type=int, default=32, help="most sequences decoded together (default 32)")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
@@ -109,7 +111,7 @@ def run(args) -> int:
                           path, n_threads=args.threads, n_seq=args.n_seq, max_tokens=task.max_tokens))
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = trainer.run_steps(should_stop=lambda: stop["flag"])
+        summary = trainer.run_steps(should_stop=lambda: stop["flag"], minutes=args.minutes)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
