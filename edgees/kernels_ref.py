@@ -144,8 +144,10 @@ def _one_step(codes, e_q, slot: Slot, chunk: int, length: int, spec: StepSpec, g
               recorded: tuple[np.ndarray, np.ndarray] | None = None):
     """One QES update of a chunk's codes (int8, modified) and error (int16, modified): the applied deltas.
 
-    A replayed step passes the deltas it `recorded` when it ran: they, not a recomputation, say what
-    was applied (the step ran with the error of its own window), and e accumulates v minus them.
+    A replayed step passes the deltas it `recorded` when it ran: the codes move by them (what really
+    happened), while e is v minus the step this window's optimiser would have taken. (Booking the
+    recorded moves instead would count error spent before the window as negative error and push
+    those codes back the next step.)
     """
     sig_t = type_sigma(spec.sigma, slot.type_id)
     tab = noise.tables(sig_t)
@@ -164,14 +166,14 @@ def _one_step(codes, e_q, slot: Slot, chunk: int, length: int, spec: StepSpec, g
     step = round_away(v)
     target = cur + step.astype(np.int64)
     applied = np.where((step != 0) & (target >= lo) & (target <= hi), step, 0.0)
-    if recorded is not None:
+    r = np.clip(v - applied, -E_CLAMP, E_CLAMP)
+    e_q[:] = round_away(r * E_SCALE).astype(np.int16)
+    if recorded is not None:  # a replayed step: e is the window's own, codes follow what happened
         applied = np.zeros(length, dtype=np.float64)
         applied[recorded[0].astype(np.int64)] = recorded[1]
         moved = cur + applied.astype(np.int16)
         if np.any((moved < lo) | (moved > hi) | (cur < lo) | (cur > hi)):
             raise RuntimeError(f"replay diverged: a recorded delta of {slot.name} chunk {chunk} leaves the code range")
-    r = np.clip(v - applied, -E_CLAMP, E_CLAMP)
-    e_q[:] = round_away(r * E_SCALE).astype(np.int16)
     codes[:] = (cur + applied.astype(np.int16)).astype(np.int8)
     nz = np.flatnonzero(applied)
     return nz, applied[nz].astype(np.int8)

@@ -237,7 +237,10 @@ typedef struct {
 static inline double round_away(double v) { return (double)(int64_t)(v + copysign(0.5, v)); }
 
 /* One step on a chunk: codes and eq updated in place; applied deltas pushed to out (if any). */
-/* A replayed step passes its recorded deltas (rpos/rval, rn of them): they are what was applied. */
+/* A replayed step passes its recorded deltas (rpos/rval, rn of them). Its error is computed as if
+ * the window's optimiser had applied its own rounded steps (e started at 0 at the window start, so
+ * taking the recorded moves, which also spent error from before the window, would book that error
+ * as negative and push those codes back); the codes themselves follow the recorded deltas. */
 static int one_step(const edg_slot *s, const job_t *jb, const edg_step *st, double gamma,
                     int8_t *codes, int16_t *eq, int32_t *gsum, list_t *out, int slot_index,
                     edg_update_stats *stats, const uint16_t *rpos, const int8_t *rval, int64_t rn) {
@@ -268,13 +271,7 @@ static int one_step(const edg_slot *s, const job_t *jb, const edg_step *st, doub
         if (v < -1e9) v = -1e9;
         if (v > 1e9) v = 1e9;
         double stp = round_away(v), applied = 0.0;
-        if (rpos) {
-            if (ri < rn && rpos[ri] == i) {
-                applied = (double)rval[ri++];
-                int moved = codes[i] + (int)applied;
-                if (moved < lo || moved > hi || codes[i] < lo || codes[i] > hi) bad = 1;
-            }
-        } else if (stp != 0.0) {
+        if (stp != 0.0) {
             double target = (double)codes[i] + stp;
             if (target >= lo && target <= hi) applied = stp;
             else if (stats) stats->blocked++;
@@ -283,9 +280,18 @@ static int one_step(const edg_slot *s, const job_t *jb, const edg_step *st, doub
         if (r < -E_CLAMP) r = -E_CLAMP;
         if (r > E_CLAMP) r = E_CLAMP;
         eq[i] = (int16_t)round_away(r * E_SCALE);
-        if (applied != 0.0) {
-            codes[i] = (int8_t)(codes[i] + (int)applied);
-            if (out) list_push(out, i, (int)applied, 1);
+        int delta = (int)applied;
+        if (rpos) { /* a replayed step: e is the window's own, the codes follow what really happened */
+            delta = 0;
+            if (ri < rn && rpos[ri] == i) {
+                delta = rval[ri++];
+                int moved = codes[i] + delta;
+                if (moved < lo || moved > hi || codes[i] < lo || codes[i] > hi) bad = 1;
+            }
+        }
+        if (delta != 0) {
+            codes[i] = (int8_t)(codes[i] + delta);
+            if (out) list_push(out, i, delta, 1);
         }
         if (stats && fabs(v) > stats->abs_v_max) stats->abs_v_max = fabs(v);
     }

@@ -172,3 +172,21 @@ def test_corrupted_history_is_detected():
         pytest.skip("no code moved at step 0")
     with pytest.raises(RuntimeError, match="replay diverged"):
         kernels.update(slots, [(steps[0], bad)], steps[1])
+
+
+def moved_per_step(window: int, n_steps: int = 10) -> list[int]:
+    slots = make_slots("Q4_1", sizes=(262144,))
+    hist, moved = [], []
+    for spec in steps_for(n_steps, pairs=8, sigma=0.01, alpha=0.02):
+        rec, stats = kernels.update(slots, hist, spec)
+        hist = (hist + [(spec, rec)])[-window:]
+        moved.append(stats["changed"])
+    return moved
+
+
+def test_short_replay_window_does_not_feed_back_on_itself():
+    """A window shorter than the run starts e at 0 mid-history; the moves recorded before it must
+    not be booked as error (that pushed codes back and grew the moves step after step)."""
+    short, full = moved_per_step(1), moved_per_step(50)
+    assert sum(short) <= 1.3 * sum(full)
+    assert max(short[5:]) <= 1.5 * max(full[5:])
