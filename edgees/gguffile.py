@@ -118,6 +118,10 @@ class GGUFFile:
     data_offset: int
     file_size: int
     architecture: str | None
+    # Raw header spans, absolute byte ranges (for export, which copies them verbatim): each
+    # metadata entry as (key, start, end), and the whole tensor-info table as (start, end).
+    kv_spans: list = field(default_factory=list, repr=False)
+    infos_span: tuple = (0, 0)
     _by_name: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -353,6 +357,7 @@ def _parse(r: _Reader) -> GGUFFile:
                          f"than the {r.left()} bytes after the header could hold")
 
     metadata: dict = {}
+    kv_spans = []
     for i in range(n_kv):
         at = r.pos
         key = r.name(f"metadata key #{i}")
@@ -361,6 +366,7 @@ def _parse(r: _Reader) -> GGUFFile:
         vat = r.pos
         vtype = r.u32(f"type of {_short(key)}")
         metadata[key] = r.value(vtype, f"value of {_short(key)}", vat)
+        kv_spans.append((key, at, r.pos))
 
     alignment = DEFAULT_ALIGNMENT
     if "general.alignment" in metadata:
@@ -373,6 +379,7 @@ def _parse(r: _Reader) -> GGUFFile:
         raise r.error(r.pos, f"header claims {n_tensors} tensors, more than the {r.left()} "
                              "bytes left could describe", _HINT_TRUNCATED)
     raw_infos = []
+    infos_start = r.pos
     names: set[str] = set()
     for i in range(n_tensors):
         at = r.pos
@@ -435,7 +442,34 @@ def _parse(r: _Reader) -> GGUFFile:
     arch = metadata.get("general.architecture")
     return GGUFFile(path=r.path, version=version, metadata=metadata, tensors=tensors,
                     alignment=alignment, data_offset=data_offset, file_size=r.size,
-                    architecture=arch if isinstance(arch, str) else None)
+                    architecture=arch if isinstance(arch, str) else None,
+                    kv_spans=kv_spans, infos_span=(infos_start, r.pos))
+
+
+def _encode_kv(key: str, value) -> bytes:
+    """One metadata entry: key str | type u32 | value. str -> string, int -> uint64."""
+    k = key.encode()
+    out = _U64.pack(len(k)) + k
+    if isinstance(value, str):
+        v = value.encode()
+        return out + struct.pack("<I", _STRING) + _U64.pack(len(v)) + v
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= U64_MAX:
+        return out + struct.pack("<I", 10) + _U64.pack(value)
+    raise TypeError(f"metadata {key}: only str and uint64 values can be added, not {value!r}")
+
+
+def rewrite_header(info: GGUFFile, header: bytes, extra: dict, drop_prefix: str) -> bytes:
+    """A new header (up to and including the padding before the data section) for `info`'s file:
+    its metadata entries verbatim minus keys starting with drop_prefix, then `extra` appended in
+    order; its tensor-info table verbatim. Tensor offsets are relative to the data section, so
+    the same data section, copied from info.data_offset to the end, follows it unchanged.
+    header: the file's bytes [0, info.data_offset)."""
+    kvs = [header[s:e] for key, s, e in info.kv_spans if not key.startswith(drop_prefix)]
+    kvs += [_encode_kv(k, v) for k, v in extra.items()]
+    n_tensors = len(info.tensors)
+    out = (GGUF_MAGIC + struct.pack("<I", info.version) + _U64.pack(n_tensors) + _U64.pack(len(kvs))
+           + b"".join(kvs) + header[info.infos_span[0]:info.infos_span[1]])
+    return out + bytes(-len(out) % info.alignment)
 
 
 # ---- what is trained ------------------------------------------------------------------------

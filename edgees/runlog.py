@@ -6,9 +6,11 @@ Layout of a run dir:
   metrics.jsonl  per-step metrics for people and plots (not needed to rebuild weights)
   run.lock       held (flock) by the one process writing this run
   residual/      residual mode only: e snapshots, `e-<step>.npz`, written atomically
-A record is appended with one write() and fsync. A last line without its newline is a torn tail
-(a crash mid-append): it is dropped and the file truncated before the next append. A complete line
-whose checksum fails, anywhere, is corruption and is reported, never skipped.
+A record is appended with one write() and fsync. A last line without its newline that is a
+prefix of a well-formed record is a torn tail (a crash mid-append): it is dropped and the file
+truncated before the next append. A complete line whose checksum fails, anywhere, is corruption and
+is reported, never skipped; so is a last line that no torn write could leave (e.g. its newline
+flipped into another byte: more than 8 characters after the tab).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from edgees.errors import RunError
 FORMAT = "edgees-run"
 VERSION = 1
 STEPS_MAGIC = b"edgees-steps 1\n"
+_HEX = frozenset(b"0123456789abcdef")
 
 
 def fsync_dir(path: Path) -> None:
@@ -77,6 +80,20 @@ def encode_record(rec: StepRecord) -> bytes:
     return body + b"\t" + f"{zlib.crc32(body):08x}".encode() + b"\n"
 
 
+def _crc_ok(body: bytes, crc: bytes) -> bool:
+    return len(crc) == 8 and _HEX.issuperset(crc) and int(crc, 16) == zlib.crc32(body)
+
+
+def _torn_prefix(tail: bytes) -> bool:
+    """Could a record's write, cut short, leave `tail` (a last line without its newline)? The JSON
+    body holds no tab, so after a tab come at most the 8 hex digits of its crc32 (all 8 and
+    matching: the record is whole but its newline was lost; it is dropped with the torn tail)."""
+    body, sep, crc = tail.rpartition(b"\t")
+    if not sep:
+        return True
+    return len(crc) < 8 and _HEX.issuperset(crc) or _crc_ok(body, crc)
+
+
 def read_steps(path: Path) -> tuple[list[StepRecord], int, bool]:
     """(records, byte length of the good prefix, whether a torn tail was found)."""
     path = Path(path)
@@ -93,14 +110,11 @@ def read_steps(path: Path) -> tuple[list[StepRecord], int, bool]:
     while pos < len(data):
         line_no += 1
         end = data.find(b"\n", pos)
-        if end < 0:
+        if end < 0 and _torn_prefix(data[pos:]):
             return records, pos, True  # torn tail: a crash mid-append
-        line = data[pos:end]
+        line = data[pos:] if end < 0 else data[pos:end]
         body, sep, crc = line.rpartition(b"\t")
-        try:
-            ok = bool(sep) and int(crc, 16) == zlib.crc32(body) and len(crc) == 8
-        except ValueError:
-            ok = False
+        ok = bool(sep) and _crc_ok(body, crc)
         if not ok:
             raise RunError(f"{path}: line {line_no} (byte {pos}) fails its checksum: the log is corrupted; "
                            "restore the run dir from a backup or start a new run")
@@ -146,10 +160,10 @@ class RunDir:
 
     def write_header(self, header: dict) -> None:
         header = {"format": FORMAT, "version": VERSION, **header}
-        atomic_write(self.header_path, (json.dumps(header, indent=2, sort_keys=True) + "\n").encode())
         steps = self.path / "steps.log"
-        if not steps.exists():
+        if not steps.exists():  # first: a run.json on disk always has its step log beside it
             atomic_write(steps, STEPS_MAGIC)
+        atomic_write(self.header_path, (json.dumps(header, indent=2, sort_keys=True) + "\n").encode())
 
     def read_header(self) -> dict:
         try:

@@ -1,0 +1,119 @@
+"""The step log: a torn last record (cut at any byte) recovers the previous step; a flipped byte in
+any complete record, the last included, is reported with its line; atomic header writes."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgees.errors import RunError
+from edgees.runlog import STEPS_MAGIC, RunDir, StepRecord, encode_record, read_steps
+
+
+def record(step: int) -> StepRecord:
+    return StepRecord(step=step, seeds=[12345 + step, 777], rewards_plus=[0.25, 0.5 + step],
+                      rewards_minus=[0.125, -1e-3], coefs=[1.0, -1.0], sigma=0.3, alpha=1.0,
+                      weights_sha256=f"{step:064x}", changed=3 * step)
+
+
+def log_bytes(n: int) -> tuple[bytes, list[bytes]]:
+    lines = [encode_record(record(i)) for i in range(n)]
+    return STEPS_MAGIC + b"".join(lines), lines
+
+
+def test_round_trip(tmp_path):
+    data, _ = log_bytes(3)
+    (tmp_path / "steps.log").write_bytes(data)
+    records, good, torn = read_steps(tmp_path / "steps.log")
+    assert records == [record(i) for i in range(3)] and good == len(data) and not torn
+
+
+def test_truncated_last_record_at_every_byte_recovers_previous_step(tmp_path):
+    data, lines = log_bytes(3)
+    prefix = len(data) - len(lines[-1])
+    path = tmp_path / "steps.log"
+    for cut in range(prefix, len(data)):  # 0 .. len-1 bytes of the last record survive
+        path.write_bytes(data[:cut])
+        records, good, torn = read_steps(path)
+        assert records == [record(0), record(1)], cut
+        assert good == prefix
+        assert torn == (cut > prefix), cut  # nothing of it written: a clean log of 2 steps
+
+
+def test_torn_magic_and_empty_log(tmp_path):
+    path = tmp_path / "steps.log"
+    for cut in range(len(STEPS_MAGIC)):
+        path.write_bytes(STEPS_MAGIC[:cut])
+        assert read_steps(path) == ([], 0, True)
+
+
+def test_writer_drops_torn_tail_then_appends(tmp_path):
+    run = RunDir(tmp_path / "run", write=True)
+    run.write_header({"config": {}})
+    for i in range(2):
+        run.append_step(record(i))
+    path = run.path / "steps.log"
+    data = path.read_bytes()
+    path.write_bytes(data + encode_record(record(2))[:17])
+    assert run.read_steps() == [record(0), record(1)]
+    assert path.read_bytes() == data  # truncated back to the good prefix
+    run.append_step(record(2))
+    assert read_steps(path)[0] == [record(i) for i in range(3)]
+    run.close()
+
+
+def test_header_written_after_step_log(tmp_path, monkeypatch):
+    """A kill between the two writes of write_header must not leave a run.json without its log
+    (a resumed run would then append to a missing file)."""
+    from edgees import runlog
+    order = []
+    real = runlog.atomic_write
+    monkeypatch.setattr(runlog, "atomic_write", lambda path, data: (order.append(path.name), real(path, data)))
+    run = RunDir(tmp_path / "run", write=True)
+    run.write_header({"config": {}})
+    assert order == ["steps.log", "run.json"]
+    assert (run.path / "steps.log").read_bytes() == STEPS_MAGIC
+    run.close()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_flipped_byte_anywhere_in_a_complete_record_is_reported(tmp_path, n):
+    data, lines = log_bytes(n)
+    path = tmp_path / "steps.log"
+    start = len(STEPS_MAGIC)
+    for li, line in enumerate(lines):
+        for k in range(len(line)):
+            at = start + k
+            for flip in (0x01, 0x80):  # a low bit (stays ASCII) and the high bit
+                bad = bytearray(data)
+                bad[at] ^= flip
+                path.write_bytes(bytes(bad))
+                with pytest.raises(RunError, match=rf"line {li + 2}\b") as exc:
+                    read_steps(path)
+                assert "\n" not in str(exc.value)
+        start += len(line)
+
+
+def test_flipped_byte_in_magic_is_reported(tmp_path):
+    data, _ = log_bytes(2)
+    path = tmp_path / "steps.log"
+    for at in range(len(STEPS_MAGIC)):
+        bad = bytearray(data)
+        bad[at] ^= 0x01
+        path.write_bytes(bytes(bad))
+        with pytest.raises(RunError):
+            read_steps(path)
+
+
+def test_out_of_order_step_is_reported(tmp_path):
+    path = tmp_path / "steps.log"
+    path.write_bytes(STEPS_MAGIC + encode_record(record(0)) + encode_record(record(2)))
+    with pytest.raises(RunError, match="line 3 holds step 2, expected 1"):
+        read_steps(path)
+
+
+def test_second_writer_is_refused(tmp_path):
+    a = RunDir(tmp_path / "run", write=True)
+    with pytest.raises(RunError, match="in use"):
+        RunDir(tmp_path / "run", write=True)
+    a.close()
+    RunDir(tmp_path / "run", write=True).close()
