@@ -79,7 +79,8 @@ def check_resume(header: dict, base_sha: str, cfg: qes.QESConfig, task_spec: str
     for key in ("pairs", "prompts", "sigma", "ef", "window", "gamma", "seed", "coef", "include_embeddings"):
         if old.get(key) != getattr(cfg, key):
             raise RunError(f"--{key.replace('_', '-')} differs from the run's ({old.get(key)}); "
-                           "a resumed run keeps its config (only --steps may grow)")
+                           "a resumed run keeps its config (only --steps, --alpha and the evaluation "
+                           "settings may change; alpha is logged per step)")
 
 
 class Trainer:
