@@ -76,3 +76,13 @@ def subprocess_env() -> dict:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+def raises_after(prompts, completions, **fields):
+    """A broken user reward: fine for the first calls, then raises (counts calls in a file)."""
+    counter = Path(os.environ["EDGEES_TOY_COUNTER"])
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
+    if n >= int(os.environ.get("EDGEES_TOY_FAIL_AFTER", "20")):
+        raise ValueError("reward server went away")
+    return [0.5] * len(completions)
