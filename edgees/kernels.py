@@ -13,7 +13,7 @@ import numpy as np
 from edgees import _native, noise
 from edgees.kernels_ref import ChunkRecord, Slot, StepSpec, type_sigma
 
-__all__ = ["Slot", "StepSpec", "ChunkRecord", "perturb", "restore", "update", "chunk_noise", "default_threads"]
+__all__ = ["Slot", "StepSpec", "ChunkRecord", "perturb", "restore", "swap", "update", "chunk_noise", "default_threads"]
 
 
 def default_threads() -> int:
@@ -64,6 +64,14 @@ def restore(slots: list[Slot], seed: int, sigma: float, gated: ChunkRecord, thre
     """Exact inverse of perturb(slots, seed, sigma) given its gated record."""
     _native.restore(_slot_args(slots), _laws(slots, sigma), int(seed), _record_args(gated, False),
                     threads or default_threads())
+
+
+def swap(slots: list[Slot], seed: int, sigma: float, gated: ChunkRecord, next_seed: int,
+         threads: int | None = None) -> ChunkRecord:
+    """restore(seed, gated) then perturb(next_seed), fused into one pass: each chunk's blocks are
+    touched once while in cache. Byte-identical to the two calls; returns next_seed's gated record."""
+    return _record(_native.swap(_slot_args(slots), _laws(slots, sigma), int(seed), _record_args(gated, False),
+                                int(next_seed), threads or default_threads()))
 
 
 def update(slots: list[Slot], history: list[tuple[StepSpec, ChunkRecord]], current: StepSpec,

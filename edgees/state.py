@@ -46,6 +46,10 @@ class WeightState:
     def restore(self, member_seed: int, sigma: float, gated: kernels.ChunkRecord) -> None:
         kernels.restore(self.slots, member_seed, sigma, gated, threads=self.threads)
 
+    def swap(self, member_seed: int, gated: kernels.ChunkRecord, next_seed: int, sigma: float) -> kernels.ChunkRecord:
+        """Restore one member and perturb with the next in one pass over the blocks."""
+        return kernels.swap(self.slots, member_seed, sigma, gated, next_seed, threads=self.threads)
+
     def apply(self, spec: kernels.StepSpec) -> dict:
         """One QES update with this state's error feedback; returns the kernel's stats."""
         if self.ef == "replay":

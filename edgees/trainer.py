@@ -154,21 +154,27 @@ class Trainer:
             seeds = qes.pair_seeds(cfg.seed, t, cfg.pairs)
             r_plus, r_minus = [], []
             t_eval = time.perf_counter()
-            for j, s in enumerate(seeds):
-                for sign, out in ((1, r_plus), (-1, r_minus)):
-                    if should_stop():
-                        self.on_event("stopped", {"step": t})
-                        return self.summary(stopped=True)
-                    engine.synchronize()
-                    gated = state.perturb(sign * s, cfg.sigma)
-                    try:
+            current = None  # (member seed, gated record) of the member on the weights now
+            try:
+                for j, s in enumerate(seeds):
+                    for sign, out in ((1, r_plus), (-1, r_minus)):
+                        if should_stop():
+                            self.on_event("stopped", {"step": t})
+                            return self.summary(stopped=True)
+                        engine.synchronize()
+                        if current is None:
+                            gated = state.perturb(sign * s, cfg.sigma)
+                        else:  # restore the last member and perturb this one in one pass
+                            gated = state.swap(current[0], current[1], sign * s, cfg.sigma)
+                        current = (sign * s, gated)
                         engine.weights_changed()
                         out.append(_mean_reward(self.task, engine, batch))
-                    finally:
-                        engine.synchronize()
-                        state.restore(sign * s, cfg.sigma, gated)
-                        engine.weights_changed()
-                    self.on_event("member", {"step": t, "member": 2 * j + (sign < 0), "reward": out[-1]})
+                        self.on_event("member", {"step": t, "member": 2 * j + (sign < 0), "reward": out[-1]})
+            finally:
+                if current is not None:  # the weights go back exactly, whatever happened
+                    engine.synchronize()
+                    state.restore(current[0], cfg.sigma, current[1])
+                    engine.weights_changed()
             t_eval = time.perf_counter() - t_eval
             coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)
             spec_alpha = cfg.alpha

@@ -222,6 +222,25 @@ static PyObject *py_restore(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* swap(slots, laws, seed, gated_record, next_seed, n_threads) -> next gated record */
+static PyObject *py_swap(PyObject *self, PyObject *args) {
+    PyObject *slots_o, *laws_o, *rec_o; long long seed, next_seed; int nt;
+    if (!PyArg_ParseTuple(args, "OOLOLi", &slots_o, &laws_o, &seed, &rec_o, &next_seed, &nt)) return NULL;
+    if (seed == 0 || next_seed == 0) { PyErr_SetString(PyExc_ValueError, "seed 0 is reserved"); return NULL; }
+    bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
+    int n; PyObject *res = NULL; edg_slot_law *laws = NULL; edg_record rec;
+    edg_slot *slots = parse_slots(slots_o, bs, &n);
+    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_record(rec_o, edg_count_jobs(slots, n), 0, bs, &rec) == 0) {
+        edg_record next = {0}; int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = edg_swap(slots, n, laws, seed, &rec, next_seed, nt, &next);
+        Py_END_ALLOW_THREADS
+        if (rc) PyErr_NoMemory(); else res = record_to_py(&next, edg_count_jobs(slots, n), 0);
+    }
+    PyMem_Free(slots); PyMem_Free(laws); bufset_release(bs); PyMem_Free(bs);
+    return res;
+}
+
 /* update(slots, steps, hist_records, gamma, n_threads) -> ((counts, pos, val), stats dict)
  * steps: list of (seeds_i64_buf, coefs_f64_buf, alpha, laws); the last is the current step. */
 static PyObject *py_update(PyObject *self, PyObject *args) {
@@ -311,6 +330,7 @@ static PyMethodDef methods[] = {
     {"pack_codes", py_pack_codes, METH_VARARGS, "pack_codes(type, tensor, start, codes_int8)"},
     {"perturb", py_perturb, METH_VARARGS, "perturb(slots, laws, seed, n_threads) -> gated record"},
     {"restore", py_restore, METH_VARARGS, "restore(slots, laws, seed, gated, n_threads)"},
+    {"swap", py_swap, METH_VARARGS, "swap(slots, laws, seed, gated, next_seed, n_threads) -> next gated"},
     {"update", py_update, METH_VARARGS, "update(slots, steps, hist, gamma, n_threads) -> (record, stats)"},
     {"chunk_noise", py_chunk_noise, METH_VARARGS, "chunk_noise(seed, key, chunk, length, gap, mag)"},
     {"mix64", py_mix64, METH_VARARGS, "mix64(x)"},

@@ -59,6 +59,10 @@ int edg_perturb(const edg_slot *slots, int n_slots, const edg_slot_law *laws, in
 int edg_restore(const edg_slot *slots, int n_slots, const edg_slot_law *laws, int64_t seed,
                 const edg_record *gated, int n_threads);
 
+/* restore(seed, gated) then perturb(next_seed) in one pass over the blocks (identical bytes). */
+int edg_swap(const edg_slot *slots, int n_slots, const edg_slot_law *laws, int64_t seed,
+             const edg_record *gated, int64_t next_seed, int n_threads, edg_record *next_gated);
+
 /* The QES update of steps[n_steps - 1], replaying steps[0 .. n_steps - 2] (whose applied deltas are
  * hist[0 .. n_steps - 2]) from e = 0 (or from each slot's residual when n_steps == 1 and residual
  * is set). Writes the current step's deltas to *out. Returns 0, -1 on allocation failure, or

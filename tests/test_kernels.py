@@ -190,3 +190,19 @@ def test_short_replay_window_does_not_feed_back_on_itself():
     short, full = moved_per_step(1), moved_per_step(50)
     assert sum(short) <= 1.3 * sum(full)
     assert max(short[5:]) <= 1.5 * max(full[5:])
+
+
+@pytest.mark.parametrize("type_name", ["Q4_1", "Q6_K", "Q8_0", "Q3_K"])
+def test_fused_swap_equals_restore_then_perturb(type_name):
+    a = make_slots(type_name)
+    b = clone(a)
+    before = digest(a)
+    g_a = kernels.perturb(a, 3, 0.05)
+    g_b = kernels.perturb(b, 3, 0.05)
+    kernels.restore(a, 3, 0.05, g_a)
+    g_a2 = kernels.perturb(a, -3, 0.05)
+    g_b2 = kernels.swap(b, 3, 0.05, g_b, -3, threads=2)
+    assert digest(a) == digest(b)
+    assert np.array_equal(g_a2.counts, g_b2.counts) and np.array_equal(g_a2.pos, g_b2.pos)
+    kernels.restore(b, -3, 0.05, g_b2)
+    assert digest(b) == before
