@@ -10,10 +10,16 @@ import pytest
 
 from edgees.tinymodel import make_tiny_model, tiny_model_types
 
+from edgees import models as _models
+
+# Real models are looked up where `edgees models pull` put them (the user's data dir, read here
+# before any test points EDGEES_HOME at a tmp dir), or at a path given by an env var.
 REAL_MODELS = {
-    "smollm2": ("EDGEES_SMOLLM2", "/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma": ("EDGEES_GEMMA3", "/tmp/models/gemma-3-270m-q4_k_m.gguf"),
+    "smollm2": ("EDGEES_SMOLLM2", "smollm2-135m"),
+    "gemma": ("EDGEES_GEMMA3", "gemma3-270m"),
 }
+_STORE = _models.models_dir()
+_REGISTRY = _models.load_registry()
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +41,13 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 
 def _real_model(key: str) -> Path:
-    env, default = REAL_MODELS[key]
-    path = Path(os.environ.get(env) or default)
+    env, name = REAL_MODELS[key]
+    path = Path(os.environ.get(env) or _STORE / _REGISTRY[name].file)
     if not path.is_file():
-        pytest.skip(f"{path} not present (set {env} or pull the model)")
+        msg = f"{path} not present: run `edgees models pull {name}` (or set {env})"
+        if os.environ.get("CI"):
+            pytest.fail(msg)  # CI runs the real-model tests; a missing model is a failure there
+        pytest.skip(msg)
     return path
 
 
