@@ -31,7 +31,7 @@ def write_curve(run_path: Path, out: Path | None = None) -> Path | None:
     ax.set_ylabel("reward / accuracy")
     ax.set_title(f"edgees run {Path(run_path).name}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", framealpha=0.8)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
