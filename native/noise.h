@@ -43,27 +43,39 @@ typedef struct {
 void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk, int64_t length,
                      const uint64_t *gap, const uint64_t *mag, const uint16_t *index);
 
-/* Next nonzero of the stream: 1 with *pos (chunk-relative) and *val set, or 0 when exhausted. */
+/* Next nonzero of the stream: 1 with *pos (chunk-relative) and *val set, or 0 when exhausted.
+ * The state lives in locals inside the loop (the out-pointers could alias the struct otherwise,
+ * which would keep pos and t in memory on the critical path). */
 static inline int edg_stream_next(edg_stream *s, int64_t *pos, int *val) {
-    while (s->pos < s->length) {
-        s->t += 1;
-        uint64_t d = edg_mix64(s->key + s->t * EDG_GOLDEN);
+    int64_t p = s->pos;
+    const int64_t length = s->length;
+    uint64_t t = s->t;
+    const uint64_t key = s->key;
+    const uint64_t *gap = s->gap;
+    const uint16_t *index = s->index;
+    while (p < length) {
+        t += 1;
+        uint64_t d = edg_mix64(key + t * EDG_GOLDEN);
         uint64_t hi = d >> 32;
-        /* g = number of gap entries <= hi (the table is non-decreasing) */
-        int64_t g = s->index[hi >> 20];
-        while (g < EDG_GAP_LEN && s->gap[g] <= hi) g++;
-        if (g == EDG_GAP_LEN) { s->pos += EDG_GAP_LEN; continue; }
-        int64_t where = s->pos + g;
-        s->pos = where + 1;
-        if (where >= s->length) return 0;
+        /* g = number of gap entries <= hi (non-decreasing table; index[] starts the count) */
+        int64_t g = index[hi >> 20];
+        while (g < EDG_GAP_LEN && gap[g] <= hi) g++;
+        if (g == EDG_GAP_LEN) { p += EDG_GAP_LEN; continue; }
+        int64_t where = p + g;
+        p = where + 1;
+        if (where >= length) break;
         uint64_t lo = d & 0xFFFFFFFFULL, r = lo >> 1;
         int m = 1;
         while (m < EDG_MAG_LEN && s->mag[m - 1] <= r) m++;
         int v = (lo & 1) ? -m : m;
+        s->pos = p;
+        s->t = t;
         *pos = where;
         *val = s->neg ? -v : v;
         return 1;
     }
+    s->pos = p;
+    s->t = t;
     return 0;
 }
 
