@@ -1,0 +1,80 @@
+"""`edgees bench engine|kernels [MODEL] [--json]`: speed figures as ratios measured in one run.
+
+`engine` lives in edgees.bench_engine; `kernels` in edgees.bench_kernels (registered only when that
+module is present). tools/bench_*.py are thin scripts over the same modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from edgees.models import default_model_name, resolve_model
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "bench", help="benchmarks: evaluation engine, kernels",
+        description="Benchmarks that print ratios against a baseline measured in the same run.")
+    sub = parser.add_subparsers(dest="bench_command", metavar="BENCH")
+    p = sub.add_parser(
+        "engine", help="Engine.generate vs llama-cpp-python create_chat_completion",
+        description="32 arithmetic chat prompts, greedy: one batched Engine.generate against "
+        "llama-cpp-python's high-level create_chat_completion called sequentially; decode "
+        "ceiling; batched == sequential fraction; peak RSS of each path (separate processes).")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                   help="registry name or .gguf path (default: the default model)")
+    p.add_argument("--n", type=int, default=32, help="prompts (default 32)")
+    p.add_argument("--max-tokens", type=int, default=32, help="generation budget (default 32)")
+    p.add_argument("--threads", type=int, default=None, help="compute threads (default: all CPUs)")
+    p.add_argument("--repeat", type=int, default=2,
+                   help="alternate the two paths this many times, best wall time counts (default 2)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run_engine)
+    _register_kernels(sub)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    return parser
+
+
+def _register_kernels(sub) -> None:
+    try:
+        module = importlib.import_module("edgees.bench_kernels")
+    except ModuleNotFoundError as exc:
+        if exc.name == "edgees.bench_kernels":
+            return
+        raise
+    p = sub.add_parser("kernels", help="perturb/restore vs memcpy, C vs numpy, one QES update")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                   help="registry name or .gguf path (default: the default model)")
+    p.add_argument("--sigma", type=float, default=0.01)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=lambda args: _run_kernels(module, args))
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _run_kernels(module, args) -> int:
+    path = resolve_model(args.model or default_model_name())
+    r = module.run(path, sigma=args.sigma, threads=args.threads, reps=args.reps, progress=_say)
+    print(json.dumps(r) if args.json else module.format_report(r))
+    return 0
+
+
+def run_engine(args) -> int:
+    from edgees import bench_engine
+    path = resolve_model(args.model or default_model_name())
+    from edgees.gguffile import read_gguf
+    read_gguf(path)  # a bad file fails here in one line, not in a child process
+    r = bench_engine.run(path, n=args.n, max_tokens=args.max_tokens, threads=args.threads,
+                         repeat=args.repeat, progress=_say)
+    print(json.dumps(r) if args.json else bench_engine.format_report(r))
+    return 0
+
+
+run = run_engine

@@ -1,0 +1,105 @@
+"""`edgees eval MODEL --task arithmetic [--n N] [--json]`: task metrics and throughput of a model.
+
+The model is loaded from a private working copy (edgees.gguffile.WorkingCopy), exactly as a
+fine-tune would see it, after the live-weight self-check; the user's file is only read.
+Examples are the task's held-out split (the first N: the same N on every machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from edgees.models import resolve_model
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "eval", help="accuracy and throughput of a model on a task's held-out split",
+        description="Greedy generation on the first N held-out examples of a task, batched; "
+        "prints the task's metrics (arithmetic: strict, lenient, reward) and throughput.")
+    p.add_argument("model", metavar="MODEL", help="registry name (see `edgees models ls`) or .gguf path")
+    p.add_argument("--task", default="arithmetic", help="task spec (default arithmetic; see `edgees tasks ls`)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="task option, repeatable (e.g. -o max_tokens=32)")
+    p.add_argument("--n", type=int, default=None, help="held-out examples (default: the task's default)")
+    p.add_argument("--threads", type=int, default=None, help="compute threads (default: all CPUs)")
+    p.add_argument("--batch", type=int, default=32, help="sequences decoded together (default 32)")
+    p.add_argument("--mem-cap-mb", type=float, default=None,
+                   help="bound the context memory of one batch (KV cache + logits)")
+    p.add_argument("--samples", type=int, default=0, metavar="K", help="also show the first K completions")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from edgees.engine import load_live
+    from edgees.gguffile import WorkingCopy
+    from edgees.tasks.base import get_task, parse_options
+
+    task = get_task(args.task, **parse_options(args.option))  # bad task: fail before any loading
+    path = resolve_model(args.model)
+    t_start = time.perf_counter()
+    with WorkingCopy(path) as wc:
+        with load_live(wc, n_threads=args.threads, n_seq=args.batch, max_tokens=task.max_tokens,
+                       mem_cap_mb=args.mem_cap_mb, verbose=args.verbose) as engine:
+            load_s = time.perf_counter() - t_start
+            _, examples = task.split(n_heldout=args.n)
+            completions, prompt_tokens, generated, wall = _generate(engine, task, examples, args)
+    metrics = task.metrics(examples, completions)
+    total_s = time.perf_counter() - t_start
+    result = {
+        "model": args.model, "path": str(path), "task": args.task, "n": len(examples),
+        "metrics": metrics, "wall_s": wall, "load_s": load_s, "total_s": total_s,
+        "prompt_tokens": prompt_tokens, "generated_tokens": generated,
+        "tokens_per_s": (prompt_tokens + generated) / wall if wall > 0 else 0.0,
+        "generated_tokens_per_s": generated / wall if wall > 0 else 0.0,
+        "threads": engine.n_threads, "batch": args.batch, "max_tokens": task.max_tokens,
+        "chat_template": engine.chat_template_source,
+    }
+    if args.samples:
+        result["samples"] = [{"prompt": e.prompt, "completion": c}
+                             for e, c in zip(examples[:args.samples], completions)]
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    shown = "  ".join(f"{k} {_fmt(k, v)}" for k, v in metrics.items())
+    print(f"{args.model}  {args.task}  n={len(examples)}  {shown}")
+    print(f"  {len(examples)} prompts in {wall:.1f} s: {generated} generated tokens, "
+          f"{result['tokens_per_s']:.0f} tok/s prompt+generated, {result['generated_tokens_per_s']:.1f} "
+          f"generated tok/s ({engine.n_threads} threads, batch {args.batch}; load {load_s:.1f} s)")
+    for s in result.get("samples", []):
+        print(f"  {json.dumps(s['prompt'])[:80]} -> {s['completion']!r}")
+    return 0
+
+
+def _fmt(key: str, v: float) -> str:
+    return f"{v:.1%}" if key in ("strict", "lenient", "accuracy") else f"{v:.3f}"
+
+
+def _generate(engine, task, examples, args):
+    """Completions for all examples, in engine-sized chunks so progress can be shown."""
+    prompts = [e.prompt for e in examples]
+    chunk = max(1, args.batch)
+    completions: list[str] = []
+    prompt_tokens = generated = 0
+    bar = None
+    if not args.json and sys.stderr.isatty():
+        from tqdm import tqdm
+        bar = tqdm(total=len(prompts), desc=f"eval {task.name}", unit="prompt", file=sys.stderr)
+    t0 = time.perf_counter()
+    for start in range(0, len(prompts), chunk):
+        part = prompts[start:start + chunk]
+        completions += engine.generate(part, max_tokens=task.max_tokens, stop=list(task.stop))
+        prompt_tokens += engine.last_stats["prompt_tokens"]
+        generated += engine.last_stats["generated_tokens"]
+        if bar:
+            bar.update(len(part))
+    wall = time.perf_counter() - t0
+    if bar:
+        bar.close()
+    return completions, prompt_tokens, generated, wall

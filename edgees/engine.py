@@ -1,0 +1,437 @@
+"""The evaluation engine: llama.cpp reading the live weights of a working copy.
+
+The engine modules (engine.py, engine_batch.py: decode loops, engine_reference.py: the benchmark
+baseline) are the only code in edgees that imports llama_cpp.
+
+    engine = load_live(working_copy)            # Engine(wc.path) + check_live_weights(...)
+    texts = engine.generate(prompts, max_tokens=16, stop=["\\n\\n"])    # greedy, batched
+    logps = engine.score(prompts, targets)      # teacher-forced log-likelihood of each target
+    ... write weight bytes ...; engine.weights_changed()
+
+Why each load setting (llama-cpp-python 0.3.36, checked on this machine, see DESIGN.md):
+- `load_mode = LLAMA_LOAD_MODE_MMAP`: the CPU weight buffer *is* a shared read-only mapping of the
+  file, so bytes we write through our own MAP_SHARED mapping are what the next llama_decode reads.
+  Every other load mode (read into heap, mlock, direct I/O) copies the weights at load.
+- `use_extra_bufts = False`: otherwise Q4_0/Q4_K/IQ4_NL... are repacked into a CPU_REPACK copy.
+- `n_gpu_layers = 0`, `lazy_mode = OFF`: no offloaded or on-demand copies either.
+The load log names each weight buffer ("CPU_Mapped model buffer size = ..."); any other non-empty
+buffer means some weights are copies, and the load is refused (UnsupportedModel). `check_live_weights`
+then proves it end to end: a write changes the logits, restoring the bytes restores them bit for bit.
+
+Generation (engine_batch.py holds the decode loops): prompts are rendered with llama.cpp's own
+chat-template function (never Jinja), tokenized, and decoded as parallel sequences of one context
+with a unified KV cache. The longest token prefix all prompts share is decoded once on sequence 0
+and its cells are shared with the others (llama_memory_seq_cp: in a unified cache, no copy); each
+step then decodes one token per live sequence. The context is sized to the batch: shared prefix +
+per sequence (its prompt tail + max_tokens) cells, rounded up to 256 in total. `mem_cap_mb` bounds
+the KV + logits memory of one batch; larger requests run as several batches.
+
+Batch invariance (batched greedy == sequential greedy): llama.cpp's CPU flash attention computes a
+micro-batch (ubatch) of >= 64 query rows with a tiled kernel (f32 Q, 64-cell tiles) and smaller
+ones row by row (f16 Q, masked cells skipped); the two round differently, by up to ~0.8 in a logit
+on SmolLM2. So ubatches here hold at most UBATCH = 48 rows: every row, batched or alone, takes the
+same row-by-row path and sees the same cells of its own sequence in the same order. Measured on
+SmolLM2-135M, 32 arithmetic chat prompts: 32/32 outputs equal with this setting, 22/32 with the
+default 512-row ubatches (21/32 without flash attention, whose softmax sums over all cells). One KV
+stream per sequence (kv_unified = False) also gave 32/32 but pads every stream to 256 cells
+(peak RSS 370 MB vs 220 MB here) and ran several times slower on the loaded 2-core machine.
+Known limit: a one-row decode over >= 512 cells takes llama.cpp's split-KV path, so prompts longer
+than ~500 tokens may differ between batched and single decoding in the last bits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import llama_cpp as L
+from edgees.errors import EdgeesError, GGUFError, ModelNotFound, UnsupportedModel
+
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the struct layouts below are checked against this version
+CTX_ROUND = 256  # context sizes are rounded up to this many cells (fewer context re-creations)
+UBATCH = 48  # rows per micro-batch: below flash attention's 64-row tiled path (batch invariance)
+
+
+# ---- ctypes hygiene --------------------------------------------------------------------------
+
+def set_fields(struct: ctypes.Structure, **values) -> None:
+    """Set struct fields by name, refusing names the struct does not have (ctypes would accept a
+    misspelt field silently and the setting would be lost)."""
+    names = {f[0] for f in type(struct)._fields_}
+    for key, value in values.items():
+        if key not in names:
+            raise RuntimeError(f"llama_cpp {L.__version__}: {type(struct).__name__} has no field "
+                               f"{key!r}; edgees needs llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}")
+        setattr(struct, key, value)
+        if isinstance(value, (bool, int, float)) and getattr(struct, key) != value:
+            raise RuntimeError(f"{type(struct).__name__}.{key} did not take the value {value!r}")
+
+
+# ---- logging: silent unless verbose; load logs captured to check the weight buffers ----------
+
+class _LogSink:
+    def __init__(self):
+        self.verbose = False
+        self.capture: list[str] | None = None
+        self.callback = L.llama_log_callback(self._on_log)  # kept alive for the process lifetime
+
+    def _on_log(self, level, text, user_data):
+        s = text.decode("utf-8", "replace") if text else ""
+        if self.capture is not None:
+            self.capture.append(s)
+        if self.verbose:
+            sys.stderr.write(s)
+
+
+_LOG = _LogSink()
+_BACKEND_READY = False
+
+
+def _init_backend() -> None:
+    global _BACKEND_READY
+    L.llama_log_set(_LOG.callback, ctypes.c_void_p(0))
+    if not _BACKEND_READY:
+        L.llama_backend_init()
+        _BACKEND_READY = True
+
+
+_BUFFER_LINE = re.compile(r"(\S+) model buffer size =\s*([\d.]+) MiB")
+
+
+def weight_buffers(load_log: str) -> list[tuple[str, float]]:
+    """[(buffer name, MiB)] from llama.cpp's load log: where the weights live."""
+    return [(m.group(1), float(m.group(2))) for m in _BUFFER_LINE.finditer(load_log)]
+
+
+def check_mapped(path: Path, buffers: list[tuple[str, float]]) -> None:
+    """Refuse unless every non-empty weight buffer is the file mapping (CPU_Mapped)."""
+    copies = [(n, mib) for n, mib in buffers if n != "CPU_Mapped" and mib > 0]
+    if not buffers or not any(n == "CPU_Mapped" for n, _ in buffers):
+        raise UnsupportedModel(f"{path.name}: llama.cpp did not report its weights as CPU_Mapped, so "
+                               "writes to the working copy may be invisible to it; cannot train this")
+    if copies:
+        what = ", ".join(f"{n} {mib:.2f} MiB" for n, mib in copies)
+        raise UnsupportedModel(f"{path.name}: llama.cpp copied weights out of the file mapping at load "
+                               f"({what}), so perturbations written to the working copy would be "
+                               "invisible to it; load with repacking off (use_extra_bufts=False), "
+                               "mmap on, CPU only")
+
+
+# ---- the engine ------------------------------------------------------------------------------
+
+class Engine:
+    """One model loaded for evaluation from (normally) a working copy; see the module docstring.
+
+    n_threads: compute threads (default: the CPUs this process may run on).
+    n_seq: most sequences decoded together in one context (a larger request runs in batches).
+    max_tokens: default generation budget when generate() is not given one.
+    mem_cap_mb: bound on the context memory of one batch (KV cache + logits), which bounds the
+        batch size; None = n_seq. A single sequence that does not fit raises EdgeesError.
+    allow_repack: load with llama.cpp's repacking on (use_extra_bufts); only so the test can show
+        that such a load is detected and refused. It never yields a usable engine for a repacked type.
+    """
+
+    def __init__(self, path, n_threads: int | None = None, n_seq: int = 32, max_tokens: int = 64,
+                 mem_cap_mb: float | None = None, verbose: bool = False, allow_repack: bool = False):
+        self.path = Path(path)
+        self.n_threads = int(n_threads or len(os.sched_getaffinity(0)))
+        self.n_seq = max(1, min(int(n_seq), L.llama_max_parallel_sequences()))
+        self.max_tokens = int(max_tokens)
+        self.mem_cap_mb = mem_cap_mb
+        self.verbose = verbose
+        self._model = self._ctx = None
+        self._ctx_shape = (0, 0, 0, 0)  # (n_ctx, n_seq_max, n_outputs_max, n_ubatch) of the context
+        self._batch = None
+        self._pieces: dict[int, bytes] = {}
+        self.last_stats: dict = {}
+        if not self.path.is_file():
+            raise ModelNotFound(f"no such model file: {self.path}")
+        try:  # strict header check first: llama.cpp's loader is not hardened against hostile files
+            from edgees.gguffile import read_gguf
+        except ImportError:  # pragma: no cover - gguffile is part of the package
+            read_gguf = None
+        if read_gguf is not None:
+            read_gguf(self.path)
+        self._load(allow_repack)
+
+    # ---- load ---------------------------------------------------------------------------------
+    def _load(self, allow_repack: bool) -> None:
+        _init_backend()
+        _LOG.verbose = self.verbose
+        params = L.llama_model_default_params()
+        set_fields(params, n_gpu_layers=0, load_mode=L.LLAMA_LOAD_MODE_MMAP,
+                   lazy_mode=L.LLAMA_LAZY_MODE_OFF, use_extra_bufts=bool(allow_repack),
+                   vocab_only=False, check_tensors=False, no_host=False, no_alloc=False)
+        _LOG.capture = []
+        try:
+            self._model = L.llama_model_load_from_file(str(self.path).encode(), params)
+            log = "".join(_LOG.capture)
+        finally:
+            _LOG.capture = None
+        if not self._model:
+            reason = [ln for ln in log.splitlines() if "error" in ln.lower() or "failed" in ln.lower()]
+            hint = reason[-1].strip() if reason else "see `--verbose` for llama.cpp's log"
+            raise GGUFError(f"{self.path}: llama.cpp cannot load this model ({hint})")
+        try:
+            self.weight_buffers = weight_buffers(log)
+            check_mapped(self.path, self.weight_buffers)
+            self._vocab = L.llama_model_get_vocab(self._model)
+            self.n_vocab = int(L.llama_vocab_n_tokens(self._vocab))
+            self.bos = int(L.llama_vocab_bos(self._vocab))
+            self._init_template()
+            self._kv_bytes_per_cell = self._kv_bytes()
+        except BaseException:
+            self.close()
+            raise
+
+    def _meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(256)
+        n = L.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def _kv_bytes(self) -> int:
+        """Bytes of KV cache per context cell (f16 K and V over all layers)."""
+        arch = self._meta("general.architecture") or ""
+        n_head = max(1, L.llama_model_n_head(self._model))
+        head = L.llama_model_n_embd(self._model) // n_head
+        k = int(self._meta(f"{arch}.attention.key_length") or head)
+        v = int(self._meta(f"{arch}.attention.value_length") or head)
+        return 2 * L.llama_model_n_layer(self._model) * L.llama_model_n_head_kv(self._model) * (k + v)
+
+    def _init_template(self) -> None:
+        """The model's chat template string; a base model without one gets llama.cpp's built-in
+        template for its family if there is one (gemma), else chatml. Rendering is always done by
+        llama_chat_apply_template, which recognises templates and never runs them as Jinja."""
+        tmpl = L.llama_model_chat_template(self._model, None)
+        if tmpl:
+            self.chat_template, self.chat_template_source = tmpl, "model"
+            return
+        arch = (self._meta("general.architecture") or "").lower()
+        n = L.llama_chat_builtin_templates(None, 0)
+        names_p = (ctypes.c_char_p * n)()
+        L.llama_chat_builtin_templates(names_p, n)
+        builtin = [names_p[i].decode() for i in range(n)]
+        family = next((b for b in sorted(builtin, key=len, reverse=True) if arch.startswith(b)), None)
+        self.chat_template = (family or "chatml").encode()
+        self.chat_template_source = f"built-in {self.chat_template.decode()} (model has no template)"
+
+    # ---- context ------------------------------------------------------------------------------
+    def _ensure_context(self, n_cells: int, n_seq: int, n_outputs: int, ubatch: int = UBATCH) -> None:
+        """A context of at least n_cells KV cells for n_seq sequences, with room for n_outputs
+        logits rows per decode call. Reused while it is large enough, else replaced by one of
+        exactly this shape (memory follows the batch). `ubatch` other than UBATCH is for the
+        decode-ceiling benchmark only (it gives up batch invariance)."""
+        n_cells = -(-max(n_cells, 1) // CTX_ROUND) * CTX_ROUND
+        have = self._ctx_shape
+        if (self._ctx and have[0] >= n_cells and have[1] >= n_seq and have[2] >= n_outputs
+                and have[3] == ubatch):
+            return
+        self._free_context()
+        n_batch = min(n_cells, 2048)
+        params = L.llama_context_default_params()
+        set_fields(params, n_ctx=n_cells, n_batch=n_batch, n_ubatch=min(n_batch, ubatch),
+                   n_seq_max=n_seq, n_outputs_max=n_outputs, n_outputs_max_per_seq=0,
+                   n_threads=self.n_threads, n_threads_batch=self.n_threads,
+                   kv_unified=True, flash_attn_type=L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                   embeddings=False, offload_kqv=False, op_offload=False, no_perf=True)
+        self._ctx = L.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            raise EdgeesError(f"llama.cpp could not create a context of {n_cells} cells for {n_seq} "
+                              "sequences: lower the batch (n_seq) or set a memory cap")
+        self._ctx_shape = (n_cells, n_seq, n_outputs, ubatch)
+        self._n_batch = n_batch
+        from edgees.engine_batch import Batch
+        self._batch = Batch(n_batch)
+
+    def _free_context(self) -> None:
+        if self._ctx:
+            L.llama_free(self._ctx)
+        self._ctx, self._ctx_shape, self._batch = None, (0, 0, 0, 0), None
+
+    def batch_size_for(self, cells_per_seq: int) -> int:
+        """Sequences per batch: n_seq, or fewer if mem_cap_mb would be exceeded (KV + logits;
+        cells_per_seq = longest prompt + max tokens, not counting the shared prefix once)."""
+        if self.mem_cap_mb is None:
+            return self.n_seq
+        per_seq = cells_per_seq * self._kv_bytes_per_cell + 4 * self.n_vocab
+        fit = int(self.mem_cap_mb * 2**20 // per_seq)
+        if fit < 1:
+            raise EdgeesError(f"one sequence needs {per_seq / 2**20:.1f} MiB of context, more than the "
+                              f"memory cap of {self.mem_cap_mb} MiB: raise the cap or lower max tokens")
+        return min(self.n_seq, fit)
+
+    # ---- text <-> tokens ----------------------------------------------------------------------
+    def render(self, prompt) -> str:
+        """A prompt as text: a str is used as is; chat messages go through the chat template."""
+        if isinstance(prompt, str):
+            return prompt
+        msgs = [(m["role"], m["content"]) if isinstance(m, dict) else (m.role, m.content)
+                for m in prompt]
+        keep = [(r.encode(), c.encode()) for r, c in msgs]
+        chat = (L.llama_chat_message * len(keep))(*[L.llama_chat_message(r, c) for r, c in keep])
+        size = 2 * sum(len(r) + len(c) for r, c in keep) + 512
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = L.llama_chat_apply_template(self.chat_template, chat, len(keep), True, buf, size)
+            if n < 0:
+                raise UnsupportedModel(f"{self.path.name}: llama.cpp does not recognise this model's "
+                                       "chat template; give raw-text prompts (a task with chat=False)")
+            if n <= size:
+                return buf.raw[:n].decode("utf-8", "replace")
+            size = n + 1
+        raise RuntimeError("llama_chat_apply_template kept growing")
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        for _ in range(2):
+            buf = (L.llama_token * cap)()
+            n = L.llama_tokenize(self._vocab, data, len(data), buf, cap, add_special, parse_special)
+            if n >= 0:
+                toks = list(buf[:n])
+                if len(toks) >= 2 and toks[0] == toks[1] == self.bos:
+                    toks = toks[1:]  # the template wrote a BOS and the tokenizer added another
+                return toks
+            cap = -n
+        raise RuntimeError("llama_tokenize kept growing")
+
+    def prompt_tokens(self, prompt) -> list[int]:
+        toks = self.tokenize(self.render(prompt))
+        if not toks:
+            raise EdgeesError("a prompt tokenized to nothing; give non-empty prompts")
+        return toks
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token as generated text (special tokens render as nothing)."""
+        p = self._pieces.get(token)
+        if p is None:
+            buf = ctypes.create_string_buffer(64)
+            n = L.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = L.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            p = self._pieces[token] = buf.raw[:n]
+        return p
+
+    def is_eog(self, token: int) -> bool:
+        return bool(L.llama_vocab_is_eog(self._vocab, token))
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    def generate(self, prompts, max_tokens: int | None = None, stop=None) -> list[str]:
+        """Greedy completions of each prompt, all decoded together (see the module docstring).
+
+        A completion ends at an end-of-generation token, at the first stop string (cut there, the
+        stop string excluded), or after max_tokens tokens.
+        """
+        from edgees.engine_batch import generate
+        return generate(self, list(prompts), self.max_tokens if max_tokens is None else int(max_tokens),
+                        [s for s in (stop or []) if s])
+
+    def score(self, prompts, targets) -> list[float]:
+        """Teacher-forced log-likelihood (natural log, summed over tokens) of each target after its
+        prompt; the target is tokenized on its own, without special tokens."""
+        from edgees.engine_batch import score
+        return score(self, list(prompts), list(targets))
+
+    def logits(self, prompt) -> np.ndarray:
+        """(n_vocab,) float32 logits after the prompt's last token, from an empty KV memory."""
+        from edgees.engine_batch import last_logits
+        return last_logits(self, self.prompt_tokens(prompt))
+
+    def time_decode(self, tokens: list[int]) -> float:
+        """Seconds of one llama_decode of `tokens` as one sequence from empty memory (no logits
+        but the last): the compute ceiling of this model on this machine, for benchmarks."""
+        from edgees.engine_batch import time_decode
+        return time_decode(self, list(tokens))
+
+    def synchronize(self) -> None:
+        """Wait for llama.cpp to finish reading weights: call before writing weight bytes."""
+        if self._ctx:
+            L.llama_synchronize(self._ctx)
+
+    def weights_changed(self) -> None:
+        """Call after every write to the weight bytes: no KV computed with the old weights survives."""
+        if self._ctx:
+            L.llama_synchronize(self._ctx)
+            L.llama_memory_clear(L.llama_get_memory(self._ctx), False)
+
+    def close(self) -> None:
+        self._free_context()
+        if self._model:
+            L.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ---- the end-to-end check --------------------------------------------------------------------
+
+def load_live(working_copy, **engine_kwargs) -> Engine:
+    """An Engine over a WorkingCopy, proven to read its live bytes (check_live_weights on the first
+    trainable tensor; a model with none is only buffer-checked). The usual way to get an engine."""
+    engine = Engine(working_copy.path, **engine_kwargs)
+    try:
+        trainable = working_copy.trainable_tensors()
+        if trainable:
+            check_live_weights(engine, working_copy.view, trainable[0].name)
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
+LIVE_CHECK_PROMPT = "The quick brown fox jumps over the lazy dog. One, two, three,"
+LIVE_CHECK_TENSORS = ("blk.0.attn_q.weight", "blk.0.ffn_up.weight", "blk.0.attn_output.weight")
+
+
+def check_live_weights(engine: Engine, view, tensor: str | None = None) -> None:
+    """Prove that the engine reads the bytes `view(name)` exposes (a writable uint8 array aliasing
+    the file llama.cpp mapped): a write must change the logits of a fixed prompt and restoring the
+    bytes must give them back bit for bit. Raises UnsupportedModel otherwise. Leaves the bytes as
+    they were, and the engine's KV memory cleared."""
+    names = [tensor] if tensor else list(LIVE_CHECK_TENSORS)
+    weights = None
+    for name in names:
+        try:
+            weights = view(name)
+            break
+        except (KeyError, EdgeesError):
+            continue
+    if weights is None:
+        raise ValueError(f"none of the tensors {names} is in {engine.path.name}; name one")
+    engine.weights_changed()
+    before = engine.logits(LIVE_CHECK_PROMPT)
+    saved = np.array(weights, copy=True)
+    try:
+        engine.synchronize()
+        np.bitwise_xor(weights, np.uint8(0x11), out=weights)  # every code and scale byte moves
+        engine.weights_changed()
+        perturbed = engine.logits(LIVE_CHECK_PROMPT)
+    finally:
+        engine.synchronize()
+        weights[:] = saved
+        engine.weights_changed()
+    restored = engine.logits(LIVE_CHECK_PROMPT)
+    engine.weights_changed()
+    if perturbed.tobytes() == before.tobytes():
+        raise UnsupportedModel(f"{engine.path.name}: writing {name} did not change llama.cpp's logits: "
+                               "it does not read the working copy's bytes, so perturbations would be "
+                               "invisible; load with mmap on and repacking off")
+    if restored.tobytes() != before.tobytes():
+        raise UnsupportedModel(f"{engine.path.name}: restoring {name} did not restore the logits bit "
+                               "for bit: llama.cpp's view of the weights is not the working copy's bytes")

@@ -1,0 +1,255 @@
+"""The decode loops behind Engine.generate / score / logits: batches of parallel sequences.
+
+Layout of one call (n sequences, one unified KV cache, greedy):
+
+    seq 0:   [ shared prefix P tokens ][ tail 0 ][ generated 0 ... ]
+    seq 1:   (the same prefix cells)    [ tail 1 ][ generated 1 ... ]
+    ...
+
+1. The prefix is the longest token prefix common to all n prompts, kept at least one token short
+   of every prompt (each sequence needs its own last prompt token to produce logits). It is decoded
+   once on sequence 0, then llama_memory_seq_cp adds sequences 1..n-1 to its cells (a unified
+   cache shares cells: no copy, no extra memory).
+2. The tails are decoded together, in chunks of at most n_batch tokens, logits on each last token.
+3. Each step decodes one token per live sequence; a sequence leaves at an end-of-generation token,
+   at a stop string or at max_tokens.
+
+Logits are read right after each llama_decode (the next call overwrites them). The batch struct is
+our own numpy arrays (one sequence id per token), filled with slices instead of per-token ctypes
+writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+
+import numpy as np
+
+import llama_cpp as L
+from edgees.engine import set_fields
+
+SCORE_OUTPUTS = 128  # most logits rows per decode call when scoring (bounds the logits buffer)
+
+
+class Batch:
+    """A llama_batch over numpy arrays of capacity `cap` tokens, one sequence id per token."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.token = np.zeros(cap, np.int32)
+        self.pos = np.zeros(cap, np.int32)
+        self.n_seq_id = np.ones(cap, np.int32)
+        self.seq = np.zeros(cap, np.int32)
+        self.logits = np.zeros(cap, np.int8)
+        # seq_id is an array of pointers, one per token, each to that token's (single) sequence id
+        self.seq_ptrs = (self.seq.ctypes.data + 4 * np.arange(cap, dtype=np.uint64)).astype(np.uint64)
+        self.struct = L.llama_batch()
+        set_fields(self.struct, n_tokens=0,
+                   token=self.token.ctypes.data_as(ctypes.POINTER(L.llama_token)),
+                   embd=ctypes.POINTER(ctypes.c_float)(),
+                   pos=self.pos.ctypes.data_as(ctypes.POINTER(L.llama_pos)),
+                   n_seq_id=self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                   seq_id=ctypes.cast(self.seq_ptrs.ctypes.data,
+                                      ctypes.POINTER(ctypes.POINTER(L.llama_seq_id))),
+                   logits=self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)))
+
+    def decode(self, ctx, token, pos, seq, logits) -> None:
+        """llama_decode of len(token) tokens (<= cap); arrays or scalars broadcast."""
+        n = len(token)
+        assert 0 < n <= self.cap
+        self.token[:n] = token
+        self.pos[:n] = pos
+        self.seq[:n] = seq
+        self.logits[:n] = logits
+        self.struct.n_tokens = n
+        ret = L.llama_decode(ctx, self.struct)
+        if ret != 0:
+            raise RuntimeError(f"llama_decode returned {ret} for {n} tokens (1 = context full: "
+                               "the engine sized it wrong; please report)")
+
+
+def _row(ctx, i: int, n_vocab: int) -> np.ndarray:
+    """Logits of batch token i of the last decode, as a view (valid until the next decode)."""
+    ptr = L.llama_get_logits_ith(ctx, i)
+    if not ptr:
+        raise RuntimeError(f"no logits for batch token {i}")
+    return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+
+
+def common_prefix(seqs: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by all sequences."""
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return n
+
+
+def _chunks(out_flags: np.ndarray, cap: int, out_cap: int):
+    """(start, end) spans of at most cap tokens and at most out_cap logits rows each."""
+    s, total = 0, len(out_flags)
+    while s < total:
+        e = min(total, s + cap)
+        c = np.cumsum(out_flags[s:e])
+        if c[-1] > out_cap:
+            e = s + max(1, int(np.searchsorted(c, out_cap, side="right")))
+        yield s, e
+        s = e
+
+
+def _prefill(engine, seqs: list[list[int]], upto: list[int], first_out: list[int], out_cap: int):
+    """Decode a shared prefix once, share its cells, then each sequence's tokens up to `upto[i]`
+    (exclusive), with logits from position first_out[i] on. Yields (seq, position, logits row)
+    for every output, in order, each row valid only until the next yield's decode."""
+    ctx, batch, cap = engine._ctx, engine._batch, engine._n_batch
+    mem = L.llama_get_memory(ctx)
+    L.llama_memory_clear(mem, False)
+    n_pre = min(common_prefix(seqs), min(first_out))
+    for s in range(0, n_pre, cap):
+        e = min(n_pre, s + cap)
+        batch.decode(ctx, seqs[0][s:e], np.arange(s, e), 0, 0)
+    for i in range(1, len(seqs)):
+        L.llama_memory_seq_cp(mem, 0, i, -1, -1)
+    tok = np.concatenate([np.asarray(t[n_pre:u], np.int32) for t, u in zip(seqs, upto)])
+    pos = np.concatenate([np.arange(n_pre, u, dtype=np.int32) for u in upto])
+    seq = np.concatenate([np.full(u - n_pre, i, np.int32) for i, u in enumerate(upto)])
+    out = (pos >= np.asarray(first_out, np.int32)[seq]).astype(np.int8)
+    engine.last_stats["prefix_tokens"] = engine.last_stats.get("prefix_tokens", 0) + n_pre
+    engine.last_stats["decoded_prompt_tokens"] = (engine.last_stats.get("decoded_prompt_tokens", 0)
+                                                  + n_pre + len(tok))
+    for s, e in _chunks(out, cap, out_cap):
+        batch.decode(ctx, tok[s:e], pos[s:e], seq[s:e], out[s:e])
+        for j in np.flatnonzero(out[s:e]):
+            yield int(seq[s + j]), int(pos[s + j]), _row(ctx, int(j), engine.n_vocab)
+
+
+def _find_stop(text: bytes, stops: list[bytes]) -> int:
+    cuts = [k for k in (text.find(s) for s in stops) if k >= 0]
+    return min(cuts) if cuts else -1
+
+
+def generate(engine, prompts: list, max_tokens: int, stop: list[str]) -> list[str]:
+    t0 = time.perf_counter()
+    engine.last_stats = {}
+    toks = [engine.prompt_tokens(p) for p in prompts]
+    out: list[str] = [""] * len(toks)
+    stats = {"prompts": len(toks), "prompt_tokens": sum(map(len, toks)), "generated_tokens": 0,
+             "batches": 0}
+    if toks and max_tokens > 0:
+        b = engine.batch_size_for(max(map(len, toks)) + max_tokens)
+        stops = [s.encode("utf-8") for s in stop]
+        for start in range(0, len(toks), b):
+            part = toks[start:start + b]
+            texts, n_gen = _generate_batch(engine, part, max_tokens, stops)
+            out[start:start + len(part)] = texts
+            stats["generated_tokens"] += n_gen
+            stats["batches"] += 1
+    engine.synchronize()
+    stats["wall_s"] = time.perf_counter() - t0
+    engine.last_stats.update(stats)
+    return out
+
+
+def _generate_batch(engine, toks: list[list[int]], max_tokens: int, stops: list[bytes]):
+    n = len(toks)
+    lens = [len(t) for t in toks]
+    n_pre = min(common_prefix(toks), min(lens) - 1)
+    engine._ensure_context(n_pre + sum(k - n_pre + max_tokens for k in lens), n, n)
+    ctx, batch = engine._ctx, engine._batch
+    nxt = [0] * n
+    for i, _, row in _prefill(engine, toks, lens, [k - 1 for k in lens], n):
+        nxt[i] = int(row.argmax())
+    texts = [bytearray() for _ in range(n)]
+    result: list[str | None] = [None] * n
+    n_gen = [0] * n
+    pos = list(lens)
+    live = list(range(n))
+    eog: dict[int, bool] = {}
+    while live:
+        still = []
+        for i in live:
+            t = nxt[i]
+            if eog.setdefault(t, engine.is_eog(t)):
+                continue
+            texts[i] += engine.piece(t)
+            n_gen[i] += 1
+            if stops:
+                cut = _find_stop(bytes(texts[i]), stops)
+                if cut >= 0:
+                    result[i] = bytes(texts[i][:cut]).decode("utf-8", "ignore")
+                    continue
+            if n_gen[i] < max_tokens:
+                still.append(i)
+        live = still
+        if not live:
+            break
+        batch.decode(ctx, [nxt[i] for i in live], [pos[i] for i in live], live, 1)
+        for j, i in enumerate(live):
+            nxt[i] = int(_row(ctx, j, engine.n_vocab).argmax())
+            pos[i] += 1
+    final = [r if r is not None else bytes(t).decode("utf-8", "ignore") for r, t in zip(result, texts)]
+    return final, sum(n_gen)
+
+
+def _log_softmax_at(row: np.ndarray, token: int) -> float:
+    r = row.astype(np.float64)
+    m = r.max()
+    return float(r[token] - m - np.log(np.exp(r - m).sum()))
+
+
+def score(engine, prompts: list, targets: list) -> list[float]:
+    t0 = time.perf_counter()
+    engine.last_stats = {}
+    if len(prompts) != len(targets):
+        raise ValueError(f"score: {len(prompts)} prompts but {len(targets)} targets")
+    ptoks = [engine.prompt_tokens(p) for p in prompts]
+    ttoks = [engine.tokenize(t, add_special=False, parse_special=False) for t in targets]
+    full = [p + t for p, t in zip(ptoks, ttoks)]
+    result = [0.0] * len(full)
+    todo = [i for i in range(len(full)) if ttoks[i]]
+    if todo:
+        b = engine.batch_size_for(max(len(full[i]) for i in todo))
+        for start in range(0, len(todo), b):
+            idx = todo[start:start + b]
+            seqs = [full[i] for i in idx]
+            first = [len(ptoks[i]) - 1 for i in idx]
+            upto = [len(s) - 1 for s in seqs]  # the last target token is predicted, never fed
+            n_out = sum(u - f for u, f in zip(upto, first))
+            n_pre = min(common_prefix(seqs), min(first))
+            engine._ensure_context(n_pre + sum(len(s) - n_pre for s in seqs), len(seqs),
+                                   min(SCORE_OUTPUTS, n_out))
+            out_cap = engine._ctx_shape[2]
+            for k, p, row in _prefill(engine, seqs, upto, first, out_cap):
+                result[idx[k]] += _log_softmax_at(row, seqs[k][p + 1])
+    engine.synchronize()
+    engine.last_stats.update({"prompts": len(full), "target_tokens": sum(map(len, ttoks)),
+                              "wall_s": time.perf_counter() - t0})
+    return result
+
+
+def last_logits(engine, toks: list[int]) -> np.ndarray:
+    """Logits after the last token of one sequence, decoded from an empty memory."""
+    engine.last_stats = {}
+    engine._ensure_context(len(toks), 1, 1)
+    rows = [row.copy() for _, _, row in _prefill(engine, [toks], [len(toks)], [len(toks) - 1], 1)]
+    engine.synchronize()
+    return rows[-1]
+
+
+def time_decode(engine, toks: list[int]) -> float:
+    n = len(toks)
+    engine._ensure_context(n, 1, 1, ubatch=n)
+    if engine._n_batch < n:
+        raise ValueError(f"time_decode: {n} tokens exceed the batch capacity {engine._n_batch}")
+    L.llama_memory_clear(L.llama_get_memory(engine._ctx), False)
+    flags = np.zeros(n, np.int8)
+    flags[-1] = 1
+    t0 = time.perf_counter()
+    engine._batch.decode(engine._ctx, toks, np.arange(n), 0, flags)
+    L.llama_synchronize(engine._ctx)
+    dt = time.perf_counter() - t0
+    engine._free_context()  # the next call gets a context with the invariant ubatch size
+    return dt
