@@ -51,6 +51,7 @@ import numpy as np
 
 import llama_cpp as L
 from edgees.errors import EdgeesError, GGUFError, ModelNotFound, UnsupportedModel
+from edgees.gguffile import read_gguf
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the struct layouts below are checked against this version
 CTX_ROUND = 256  # context sizes are rounded up to this many cells (fewer context re-creations)
@@ -151,12 +152,7 @@ class Engine:
         self.last_stats: dict = {}
         if not self.path.is_file():
             raise ModelNotFound(f"no such model file: {self.path}")
-        try:  # strict header check first: llama.cpp's loader is not hardened against hostile files
-            from edgees.gguffile import read_gguf
-        except ImportError:  # pragma: no cover - gguffile is part of the package
-            read_gguf = None
-        if read_gguf is not None:
-            read_gguf(self.path)
+        read_gguf(self.path)  # strict check first: llama.cpp's loader is not hardened against bad files
         self._load(allow_repack)
 
     # ---- load ---------------------------------------------------------------------------------

