@@ -571,3 +571,34 @@ def test_every_task_evaluates_on_a_tiny_model(tmp_path, onnx_models, pyreward):
             assert len(rewards) == len(completions) == len(examples), spec
             assert all(math.isfinite(r) for r in rewards) and "reward" in metrics, spec
             assert rewards == task.rewards(examples, completions), spec  # pure function of the text
+
+
+# ---- every task end to end through `edgees eval` on a tiny model ------------------------------
+
+def _eval_cli(model, spec, *opts):
+    cmd = [sys.executable, "-m", "edgees.cli", "eval", str(model), "--task", spec, "--n", "3", "--json",
+           "--threads", "1"]
+    for o in opts:
+        cmd += ["--task-opt", o]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("spec,opts", [
+    ("arithmetic", []), ("countdown", ["max_tokens=16"]), ("conciseness", []), ("calibration", []),
+])
+def test_builtin_tasks_run_through_edgees_eval(tiny_models, spec, opts):
+    out = _eval_cli(tiny_models["Q4_K"], spec, *opts)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_user_tasks_run_through_edgees_eval(tiny_models, tmp_path, onnx_models):
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"say {i}", "answer": str(i)}) + "\n" for i in range(12)))
+    reward = tmp_path / "my_reward.py"
+    reward.write_text("def reward(prompts, completions, **fields):\n    return [float(len(c)) for c in completions]\n")
+    for spec, opts in ((f"jsonl:{data}", ["match=numeric"]), (f"python:{reward}:reward", [f"data={data}"]),
+                       (f"onnx:{onnx_models['masked']}", [f"data={data}"])):
+        out = _eval_cli(tiny_models["Q4_K"], spec, *opts)
+        assert out.returncode == 0, f"{spec}: {out.stderr[-800:]}"
+        assert json.loads(out.stdout.strip().splitlines()[-1])

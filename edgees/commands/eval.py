@@ -22,7 +22,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "prints the task's metrics (arithmetic: strict, lenient, reward) and throughput.")
     p.add_argument("model", metavar="MODEL", help="registry name (see `edgees models ls`) or .gguf path")
     p.add_argument("--task", default="arithmetic", help="task spec (default arithmetic; see `edgees tasks ls`)")
-    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--task-opt", "--option", "-o", dest="option", action="append", default=[], metavar="KEY=VALUE",
                    help="task option, repeatable (e.g. -o max_tokens=32)")
     p.add_argument("--n", type=int, default=None, help="held-out examples (default: the task's default)")
     p.add_argument("--threads", type=int, default=None, help="compute threads (default: all CPUs)")
