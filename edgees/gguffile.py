@@ -694,13 +694,34 @@ class WorkingCopy:
         return trainable_tensors(self.info, include_embeddings)
 
     def sha256(self, names=None) -> str:
-        """sha256 of the concatenated bytes of the named tensors (default: all) in file order."""
+        """sha256 of the concatenated bytes of the named tensors (default: all) in file order.
+        Pages read here are released from this process's mapping as it goes (see release)."""
         ts = self.info.tensors if names is None else [self.info.tensor(n) for n in names]
         h = hashlib.sha256()
         with memoryview(self._map()) as mv:
             for t in sorted(ts, key=lambda t: t.offset):
                 h.update(mv[t.offset:t.end])
+                self.release_range(t.offset, t.end)
         return h.hexdigest()
+
+    def release_range(self, start: int, end: int) -> None:
+        """Drop this process's page-table entries for [start, end) of the mapping (MADV_DONTNEED).
+        The bytes stay in the RAM-backed file (llama.cpp's own mapping sees them unchanged); only
+        this second mapping stops counting them in our RSS until they are touched again."""
+        mm = self._map()
+        if not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        a = start // page * page
+        b = min(len(mm), -(-end // page) * page)
+        if b > a:
+            mm.madvise(mmap.MADV_DONTNEED, a, b - a)
+
+    def release(self, names=None) -> None:
+        """release_range over the named tensors (default: all)."""
+        ts = self.info.tensors if names is None else [self.info.tensor(n) for n in names]
+        for t in ts:
+            self.release_range(t.offset, t.end)
 
     def flush(self) -> None:
         self._map().flush()

@@ -18,6 +18,8 @@ from edgees.errors import RunError
 from edgees.gguffile import WorkingCopy
 from edgees.runlog import StepRecord
 
+GROUP_BYTES = 16 << 20  # kernels run over ~16 MB of tensors at a time (see WeightState)
+
 
 class WeightState:
     def __init__(self, wc: WorkingCopy, ef: str = "replay", window: int = 50, gamma: float = 0.9,
@@ -32,7 +34,19 @@ class WeightState:
             raise UnsupportedModel(f"{wc.info.path}: no trainable tensors (see `edgees info`); "
                                    "edgees trains Q4_0..Q8_0, K-quants and IQ4 block weights")
         self.names = [s.name for s in self.slots]
-        self.history: list[tuple[kernels.StepSpec, kernels.ChunkRecord]] = []
+        # Kernels run over groups of at most GROUP_BYTES of tensors, and this process's mapping of
+        # each group is released after it: its RSS then grows by one group, not by the model
+        # (llama.cpp maps the same bytes; two mappings would count them twice). Results do not
+        # depend on the grouping: every (tensor, chunk) job is independent.
+        self.groups: list[list[kernels.Slot]] = []
+        size = GROUP_BYTES
+        for s in self.slots:
+            if size + s.view.nbytes > GROUP_BYTES:
+                self.groups.append([])
+                size = 0
+            self.groups[-1].append(s)
+            size += s.view.nbytes
+        self.history: list[tuple[kernels.StepSpec, list[kernels.ChunkRecord]]] = []
         self.residual = [np.zeros(s.n_elements, np.int16) for s in self.slots] if ef == "residual" else None
         self.step = 0  # updates applied so far
 
@@ -40,30 +54,56 @@ class WeightState:
     def n_weights(self) -> int:
         return sum(s.n_elements for s in self.slots)
 
-    def perturb(self, member_seed: int, sigma: float) -> kernels.ChunkRecord:
-        return kernels.perturb(self.slots, member_seed, sigma, threads=self.threads)
+    def _release(self, group: list[kernels.Slot]) -> None:
+        self.wc.release([s.name for s in group])
 
-    def restore(self, member_seed: int, sigma: float, gated: kernels.ChunkRecord) -> None:
-        kernels.restore(self.slots, member_seed, sigma, gated, threads=self.threads)
+    def perturb(self, member_seed: int, sigma: float) -> list[kernels.ChunkRecord]:
+        out = []
+        for g in self.groups:
+            out.append(kernels.perturb(g, member_seed, sigma, threads=self.threads))
+            self._release(g)
+        return out
 
-    def swap(self, member_seed: int, gated: kernels.ChunkRecord, next_seed: int, sigma: float) -> kernels.ChunkRecord:
+    def restore(self, member_seed: int, sigma: float, gated: list[kernels.ChunkRecord]) -> None:
+        for g, rec in zip(self.groups, gated):
+            kernels.restore(g, member_seed, sigma, rec, threads=self.threads)
+            self._release(g)
+
+    def swap(self, member_seed: int, gated: list[kernels.ChunkRecord], next_seed: int,
+             sigma: float) -> list[kernels.ChunkRecord]:
         """Restore one member and perturb with the next in one pass over the blocks."""
-        return kernels.swap(self.slots, member_seed, sigma, gated, next_seed, threads=self.threads)
+        out = []
+        for g, rec in zip(self.groups, gated):
+            out.append(kernels.swap(g, member_seed, sigma, rec, next_seed, threads=self.threads))
+            self._release(g)
+        return out
 
     def apply(self, spec: kernels.StepSpec) -> dict:
-        """One QES update with this state's error feedback; returns the kernel's stats."""
+        """One QES update with this state's error feedback; returns the kernel's stats (summed)."""
+        total = {"changed": 0, "blocked": 0, "abs_v_max": 0.0}
+        records = []
+        offset = 0
+        for gi, g in enumerate(self.groups):
+            if self.ef == "replay":
+                hist = [(h_spec, recs[gi]) for h_spec, recs in self.history]
+                rec, stats = kernels.update(g, hist, spec, gamma=self.gamma, threads=self.threads)
+                records.append(rec)
+            elif self.ef == "residual":
+                res = self.residual[offset: offset + len(g)]
+                _, stats = kernels.update(g, [], spec, gamma=self.gamma, residual=res, threads=self.threads)
+            else:
+                _, stats = kernels.update(g, [], spec, gamma=self.gamma, threads=self.threads)
+            offset += len(g)
+            self._release(g)
+            total["changed"] += stats["changed"]
+            total["blocked"] += stats["blocked"]
+            total["abs_v_max"] = max(total["abs_v_max"], stats["abs_v_max"])
         if self.ef == "replay":
-            record, stats = kernels.update(self.slots, self.history, spec, gamma=self.gamma, threads=self.threads)
-            self.history.append((spec, record))
+            self.history.append((spec, records))
             if len(self.history) > self.window:
                 self.history.pop(0)
-        elif self.ef == "residual":
-            _, stats = kernels.update(self.slots, [], spec, gamma=self.gamma, residual=self.residual,
-                                      threads=self.threads)
-        else:
-            _, stats = kernels.update(self.slots, [], spec, gamma=self.gamma, threads=self.threads)
         self.step += 1
-        return stats
+        return total
 
     def sha256(self) -> str:
         return self.wc.sha256(self.names)
@@ -72,7 +112,7 @@ class WeightState:
         """Persistent-in-RAM error-feedback state: the replay ring, or the residual array."""
         if self.residual is not None:
             return sum(r.nbytes for r in self.residual)
-        return sum(rec.nbytes for _, rec in self.history)
+        return sum(rec.nbytes for _, recs in self.history for rec in recs)
 
 
 def spec_of(rec: StepRecord) -> kernels.StepSpec:
