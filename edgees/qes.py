@@ -73,6 +73,8 @@ def coefficients(r_plus_p: np.ndarray, r_minus_p: np.ndarray, mode: str = "zscor
         ranks = np.argsort(np.argsort(d_p, kind="stable"), kind="stable").astype(np.float64)
         centred = ranks / (len(d_p) - 1) * 2.0 - 1.0
         return np.where(d_p == 0.0, 0.0, centred)
+    if len(d_p) == 1:  # one pair: z-scoring would zero it; its sign is all the information
+        return np.sign(d_p)
     std = d_p.std()
     if not np.isfinite(std) or std < 1e-12:
         return np.zeros_like(d_p)

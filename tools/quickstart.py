@@ -53,7 +53,7 @@ def demo(extra: list[str]) -> None:
     sh(edgees, "models", "pull", "smollm2-135m")
     sh(edgees, "info", "smollm2-135m")
     sh(edgees, "eval", "smollm2-135m", "--task", "arithmetic", "--n", "50")
-    args = ["finetune", "smollm2-135m", "--task", "arithmetic", "--run", run, "--steps", "6"]
+    args = ["finetune", "smollm2-135m", "--task", "arithmetic", "--run", run, "--steps", "4", "--eval-n", "40"]
     if (run / "run.json").exists():
         args.append("--resume")
     sh(edgees, *args, *extra)
