@@ -132,6 +132,12 @@ void edg_record_free(edg_record *r) {
 
 /* ------------------------------------------------------------------ perturb / restore */
 
+static inline int block_shift(int block_elems) {
+    int sh = 0;
+    while ((1 << sh) < block_elems) sh++;
+    return sh; /* block_elems is a power of two (32 or 256) for every trainable type */
+}
+
 typedef struct {
     const edg_slot *slots;
     const edg_slot_law *laws;
@@ -152,10 +158,12 @@ static void perturb_job(void *vctx, int64_t j, int thread) {
     int64_t pos;
     int u;
     (void)thread;
-    const int be = s->block_elems, bb = s->block_bytes, type = s->type, lo = s->lo, hi = s->hi;
+    const int bb = s->block_bytes, type = s->type, lo = s->lo, hi = s->hi;
+    const int sh = block_shift(s->block_elems); /* blocks hold 32 or 256 weights: shift, not divide */
+    const int64_t mask = s->block_elems - 1;
     while (edg_stream_next(&st, &pos, &u)) {
         int64_t i = jb->start + pos;
-        if (!edg_add_in_block(type, s->data + (i / be) * bb, (int)(i % be), u, lo, hi))
+        if (!edg_add_in_block(type, s->data + (i >> sh) * bb, (int)(i & mask), u, lo, hi))
             list_push(&c->lists[j], pos, 0, 0);
     }
 }
@@ -186,12 +194,15 @@ static void restore_job(void *vctx, int64_t j, int thread) {
     int64_t pos;
     int u;
     (void)thread;
-    const int be = s->block_elems, bb = s->block_bytes, type = s->type;
+    const int bb = s->block_bytes, type = s->type;
+    const int sh = block_shift(s->block_elems);
+    const int64_t mask = s->block_elems - 1;
     while (edg_stream_next(&st, &pos, &u)) {
         if (gi < ng && g[gi] == pos) { gi++; continue; } /* was gated: untouched */
         int64_t i = jb->start + pos;
-        uint8_t *blk = s->data + (i / be) * bb;
-        set_in_block(type, blk, (int)(i % be), get_in_block(type, blk, (int)(i % be)) - u);
+        uint8_t *blk = s->data + (i >> sh) * bb;
+        const int e = (int)(i & mask);
+        set_in_block(type, blk, e, get_in_block(type, blk, e) - u);
     }
 }
 
