@@ -6,7 +6,6 @@ model is used through a WorkingCopy; the user's file is only read.
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import numpy as np

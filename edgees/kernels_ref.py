@@ -54,9 +54,9 @@ class Slot:
         """(first byte, end byte, element count) of a stream chunk."""
         start = chunk * noise.CHUNK
         length = min(noise.CHUNK, self.n_elements - start)
-        per = self.qt.block_bytes // 1
-        b0 = start // self.qt.block_elems * per
-        b1 = (start + length + self.qt.block_elems - 1) // self.qt.block_elems * per
+        be, bb = self.qt.block_elems, self.qt.block_bytes
+        b0 = start // be * bb
+        b1 = (start + length + be - 1) // be * bb
         return b0, b1, length
 
 

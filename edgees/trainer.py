@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from edgees import qes
+from edgees.kernels import StepSpec
 from edgees.errors import EdgeesError, RunError, TaskError
 from edgees.gguffile import WorkingCopy, sha256_file
 from edgees.runlog import RunDir, StepRecord
@@ -34,9 +35,7 @@ def step_prompts(n_train: int, seed: int, step: int, m: int) -> np.ndarray:
 def _mean_reward(task, engine, examples) -> float:
     try:
         rewards, _, _ = task.evaluate(engine, examples)
-    except TaskError:
-        raise
-    except EdgeesError:
+    except EdgeesError:  # TaskError included: already one line for the user
         raise
     except Exception as exc:  # a user's reward function failing inside a run
         raise TaskError(f"task {task.name}: reward failed with {type(exc).__name__}: {exc}") from None
@@ -144,7 +143,7 @@ class Trainer:
         cfg, state, engine = self.cfg, self.state, self.engine
         start = len(self.records)
         deadline = time.monotonic() + 60.0 * minutes if minutes else None
-        if start == 0 and cfg.eval_every >= 0 and not self.run.read_metrics():
+        if start == 0 and not self.run.read_metrics():  # the base model's held-out score
             m = self.evaluate_heldout()
             self.run.append_metrics({"step": 0, "heldout": m})
             self.on_event("heldout", {"step": 0, **m})
@@ -177,14 +176,12 @@ class Trainer:
                     engine.weights_changed()
             t_eval = time.perf_counter() - t_eval
             coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)
-            spec_alpha = cfg.alpha
             t_up = time.perf_counter()
-            from edgees.kernels import StepSpec
-            stats = state.apply(StepSpec(seeds, tuple(float(a) for a in coefs), spec_alpha, cfg.sigma))
+            stats = state.apply(StepSpec(seeds, tuple(float(a) for a in coefs), cfg.alpha, cfg.sigma))
             engine.weights_changed()
             t_up = time.perf_counter() - t_up
             rec = StepRecord(step=t, seeds=list(seeds), rewards_plus=r_plus, rewards_minus=r_minus,
-                             coefs=[float(a) for a in coefs], sigma=cfg.sigma, alpha=spec_alpha,
+                             coefs=[float(a) for a in coefs], sigma=cfg.sigma, alpha=cfg.alpha,
                              weights_sha256=state.sha256(), changed=int(stats["changed"]))
             self.run.append_step(rec)
             self.records.append(rec)

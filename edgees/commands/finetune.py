@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -24,19 +25,18 @@ log intact; --resume continues. `edgees export DIR -o out.gguf` writes the adapt
 def register(sub) -> None:
     p = sub.add_parser("finetune", help="adapt a model to a task with QES (resumable)",
                        description=__doc__, epilog=EXAMPLES,
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="registry name (edgees models ls) or path to a .gguf")
     p.add_argument("--task", required=True, help="task name or spec (edgees tasks ls)")
     p.add_argument("--task-opt", action="append", default=[], metavar="KEY=VALUE", help="task option (repeatable)")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory (created; reused with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in DIR (same model and config)")
-    for f in fields(qes.QESConfig):
+    for f in fields(qes.QESConfig):  # one flag per config field, help text from the field
         flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
+        if isinstance(f.default, bool):
             p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
         else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            p.add_argument(flag, type=typ, default=None, metavar=f.name[0].upper(),
+            p.add_argument(flag, type=type(f.default), default=None, metavar=f.name[0].upper(),
                            help=f"{f.metadata['help']} (default {f.default})")
     p.add_argument("--minutes", type=float, default=None,
                    help="time budget: start no new step after this many minutes (resume continues)")
@@ -60,6 +60,7 @@ def _config(args, previous: dict | None) -> qes.QESConfig:
 def run(args) -> int:
     from pathlib import Path
 
+    from edgees.engine import Engine
     from edgees.models import resolve_model
     from edgees.plot import write_curve
     from edgees.runlog import RunDir
@@ -107,8 +108,8 @@ def run(args) -> int:
 
     trainer = Trainer(model, task, args.task, args.run, cfg, resume=args.resume,
                       task_options=options, on_event=on_event, threads=args.threads,
-                      engine_factory=lambda path: __import__("edgees.engine", fromlist=["Engine"]).Engine(
-                          path, n_threads=args.threads, n_seq=args.n_seq, max_tokens=task.max_tokens))
+                      engine_factory=lambda path: Engine(path, n_threads=args.threads, n_seq=args.n_seq,
+                                                         max_tokens=task.max_tokens))
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = trainer.run_steps(should_stop=lambda: stop["flag"], minutes=args.minutes)
