@@ -540,11 +540,6 @@ class TensorMap:
         self.close()
 
 
-def tensor_view(path, name: str) -> np.ndarray:
-    """One tensor's bytes as a read-only uint8 view (the mapping lives as long as the view)."""
-    return TensorMap(path).view(name)
-
-
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -80,7 +80,3 @@ def coefficients(r_plus_p: np.ndarray, r_minus_p: np.ndarray, mode: str = "zscor
         return np.zeros_like(d_p)
     return np.clip((d_p - d_p.mean()) / std, -3.0, 3.0)
 
-
-def window_start(step: int, window: int) -> int:
-    """First step whose deltas the update of `step` replays (replay mode)."""
-    return max(0, step - window)
