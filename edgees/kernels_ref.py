@@ -1,6 +1,6 @@
 """Reference (numpy) kernels of QES on packed tensors: perturb, exact restore, and the update.
 
-These are the slow, clear oracle; native/kernels.c is the fast version and tests pin the two
+These are the slow, clear oracle; native/kernels.c and native/update.c are the fast versions and tests pin the two
 byte for byte. Everything works stream-chunk by stream-chunk (noise.CHUNK elements, a whole number
 of blocks for every type), so transient buffers are bounded by the chunk, never by the tensor.
 

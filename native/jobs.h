@@ -1,0 +1,36 @@
+/* jobs.h: the work split the kernels share. One job per (tensor, stream chunk of EDG_CHUNK
+ * elements), in tensor order then chunk order; a static interleaved thread pool, so which thread runs
+ * a job never changes its result; growable per-job lists gathered into records in job order. */
+#ifndef EDG_JOBS_H
+#define EDG_JOBS_H
+
+#include <stdint.h>
+
+#include "kernels.h"
+
+typedef struct {
+    int slot;
+    int64_t chunk, start, length;
+} job_t;
+
+typedef void (*job_fn)(void *ctx, int64_t job, int thread);
+
+/* Jobs of these slots (malloc'd; NULL on allocation failure). */
+job_t *edg_make_jobs(const edg_slot *slots, int n_slots, int64_t *n_jobs);
+
+/* fn(ctx, j, thread) for every job, on up to n_threads threads (at most 64). */
+void edg_run_jobs(job_fn fn, void *ctx, int64_t n_jobs, int n_threads);
+
+typedef struct {
+    uint16_t *pos;
+    int8_t *val;
+    int64_t n, cap;
+    int failed;
+} list_t;
+
+void edg_list_push(list_t *l, int64_t pos, int val, int with_val);
+
+/* Concatenate per-job lists into a record (frees the lists): 0, or -1 on allocation failure. */
+int edg_gather(list_t *lists, int64_t n_jobs, int with_val, edg_record *out);
+
+#endif
