@@ -49,22 +49,21 @@ def run(model_path, sigma: float = 0.01, threads: int | None = None, reps: int =
 
         def perturb_restore():
             seed = next(seeds)
-            gated = kernels.perturb(slots, seed, sigma, threads=threads)
-            kernels.restore(slots, seed, sigma, gated, threads=threads)
+            rec = kernels.perturb(slots, seed, sigma, threads=threads)
+            kernels.restore(slots, rec, threads=threads)
         t_pr = _best(perturb_restore, reps)
 
         say("fused restore-this-member + perturb-the-next (what the training loop runs per member)")
-        live = {"seed": 1, "gated": kernels.perturb(slots, 1, sigma, threads=threads)}
+        live = {"seed": 1, "rec": kernels.perturb(slots, 1, sigma, threads=threads)}
 
         def swap():
-            nxt = live["seed"] + 1
-            live["gated"] = kernels.swap(slots, live["seed"], sigma, live["gated"], nxt, threads=threads)
-            live["seed"] = nxt
+            live["seed"] += 1
+            live["rec"] = kernels.swap(slots, live["rec"], live["seed"], sigma, threads=threads)
         t_swap = _best(swap, reps)
-        kernels.restore(slots, live["seed"], sigma, live["gated"], threads=threads)
-        gated = kernels.perturb(slots, 1, sigma, threads=threads)
-        gated_bytes = gated.nbytes
-        kernels.restore(slots, 1, sigma, gated, threads=threads)
+        kernels.restore(slots, live["rec"], threads=threads)
+        rec = kernels.perturb(slots, 1, sigma, threads=threads)
+        record_bytes = rec.nbytes
+        kernels.restore(slots, rec, threads=threads)
         restored = wc.sha256([s.name for s in slots]) == before
 
         # numpy reference vs C on the same leading tensors (the reference is slow)
@@ -77,12 +76,10 @@ def run(model_path, sigma: float = 0.01, threads: int | None = None, reps: int =
         say(f"numpy reference vs C on {total / 1e6:.1f} M weights")
 
         def ref_pr():
-            g = kernels_ref.perturb(sub, 7, sigma)
-            kernels_ref.restore(sub, 7, sigma, g)
+            kernels_ref.restore(sub, kernels_ref.perturb(sub, 7, sigma))
 
         def c_pr():
-            g = kernels.perturb(sub, 7, sigma, threads=1)
-            kernels.restore(sub, 7, sigma, g, threads=1)
+            kernels.restore(sub, kernels.perturb(sub, 7, sigma, threads=1), threads=1)
         t_ref = _best(ref_pr, 1)
         t_c = _best(c_pr, reps)
 
@@ -112,7 +109,7 @@ def run(model_path, sigma: float = 0.01, threads: int | None = None, reps: int =
         "restore_exact": restored,
         "fused_swap_seconds": t_swap,
         "fused_swap_over_memcpy": t_swap / t_memcpy,
-        "gated_record_bytes": gated_bytes,
+        "member_record_bytes": record_bytes,
         "reference_elements": total,
         "reference_seconds": t_ref,
         "native_seconds_1_thread": t_c,
@@ -133,7 +130,7 @@ def format_report(r: dict) -> str:
         f"= {r['perturb_restore_over_memcpy']:.2f}x memcpy (target <= 2.0); exact: {r['restore_exact']}",
         f"  fused restore + next perturb   {r['fused_swap_seconds'] * 1e3:8.1f} ms   "
         f"= {r['fused_swap_over_memcpy']:.2f}x memcpy (per member in the training loop)",
-        f"  gated record of one member     {r['gated_record_bytes'] / 1e3:8.1f} kB",
+        f"  restore record of one member   {r['member_record_bytes'] / 1e3:8.1f} kB",
         f"  numpy reference ({r['reference_elements'] / 1e6:.1f} M)        {r['reference_seconds'] * 1e3:8.1f} ms   "
         f"C 1 thread {r['native_seconds_1_thread'] * 1e3:.1f} ms = {r['native_over_reference_speedup']:.0f}x (target >= 50)",
         f"  one update (replay K={r['update_window']}, {r['update_pairs']} pairs) "

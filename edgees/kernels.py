@@ -56,21 +56,20 @@ def _record_args(rec: ChunkRecord, with_val: bool) -> tuple:
 
 
 def perturb(slots: list[Slot], seed: int, sigma: float, threads: int | None = None) -> ChunkRecord:
-    """Add member noise in place (gated at the code range); return the gated positions."""
+    """Add member noise in place (gated at the code range); return what was applied."""
     return _record(_native.perturb(_slot_args(slots), _laws(slots, sigma), int(seed), threads or default_threads()))
 
 
-def restore(slots: list[Slot], seed: int, sigma: float, gated: ChunkRecord, threads: int | None = None) -> None:
-    """Exact inverse of perturb(slots, seed, sigma) given its gated record."""
-    _native.restore(_slot_args(slots), _laws(slots, sigma), int(seed), _record_args(gated, False),
-                    threads or default_threads())
+def restore(slots: list[Slot], applied: ChunkRecord, threads: int | None = None) -> None:
+    """Exact inverse of the perturb that returned `applied`."""
+    _native.restore(_slot_args(slots), _record_args(applied, True), threads or default_threads())
 
 
-def swap(slots: list[Slot], seed: int, sigma: float, gated: ChunkRecord, next_seed: int,
+def swap(slots: list[Slot], applied: ChunkRecord, next_seed: int, sigma: float,
          threads: int | None = None) -> ChunkRecord:
-    """restore(seed, gated) then perturb(next_seed), fused into one pass: each chunk's blocks are
-    touched once while in cache. Byte-identical to the two calls; returns next_seed's gated record."""
-    return _record(_native.swap(_slot_args(slots), _laws(slots, sigma), int(seed), _record_args(gated, False),
+    """restore(applied) then perturb(next_seed), fused into one pass: each chunk's blocks are
+    touched once while in cache. Byte-identical to the two calls; returns next_seed's record."""
+    return _record(_native.swap(_slot_args(slots), _laws(slots, sigma), _record_args(applied, True),
                                 int(next_seed), threads or default_threads()))
 
 

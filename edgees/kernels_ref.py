@@ -1,17 +1,18 @@
 """Reference (numpy) kernels of QES on packed tensors: perturb, exact restore, and the update.
 
-These are the slow, clear oracle; native/kernels.c and native/update.c are the fast versions and tests pin the two
-byte for byte. Everything works stream-chunk by stream-chunk (noise.CHUNK elements, a whole number
+These are the slow, clear oracle; native/kernels.c and native/update.c are the fast versions and
+tests pin the two byte for byte. Everything works stream-chunk by stream-chunk (noise.CHUNK elements, a whole number
 of blocks for every type), so transient buffers are bounded by the chunk, never by the tensor.
 
 Shared data shapes (also what the C side takes and returns):
 - a Slot describes one trainable tensor: its writable uint8 view, type, element count, noise key;
 - a ChunkRecord is a sparse per-(tensor, chunk) list in slot order then chunk order:
   counts (n_chunks_total,) uint32 | pos (sum counts,) uint16 | val (sum counts,) int8 (or empty).
-  Perturb returns the gated positions this way (restore needs them: gating makes -u not the inverse
-  of +u); the update returns the code deltas it applied this way (replay rewinds with them).
-The update follows DESIGN.md: g = sum_j a_j u_j (a_j in steps of 1/4096, summed exactly) (u re-gated against the codes of that step),
-v = alpha/(sigma_t P) * g + gamma * e, step = round half away from zero, applied where the code stays
+  Perturb returns what it applied this way (restore subtracts it: gating makes -u not the inverse
+  of +u, and no noise need be drawn again); the update returns the code deltas it applied this way
+  (replay rewinds with them).
+The update follows DESIGN.md: g = sum_j a_j u_j (a_j in steps of 1/4096, summed exactly; u re-gated
+against the codes of that step), v = alpha/(sigma_t P) * g + gamma * e, step = round half away from zero, applied where the code stays
 in range, e = clamp(v - applied, -1.5, 1.5) kept in fixed point: e_q = round(e * 8192) in int16.
 """
 
@@ -102,7 +103,8 @@ def type_sigma(sigma: float, type_id: int) -> float:
 # ---------------------------------------------------------------- perturb / restore
 
 def perturb(slots: list[Slot], seed: int, sigma: float) -> ChunkRecord:
-    """Add member noise u(seed) in place where the code stays in [lo, hi]; return gated positions."""
+    """Add member noise u(seed) in place where the code stays in [lo, hi]; return what was applied
+    (chunk-relative positions and values of the entries that moved a code)."""
     parts = []
     for s in slots:
         tab = noise.tables(type_sigma(sigma, s.type_id))
@@ -114,22 +116,19 @@ def perturb(slots: list[Slot], seed: int, sigma: float) -> ChunkRecord:
             ok = (new >= s.qt.lo) & (new <= s.qt.hi)
             codes[pos[ok]] = new[ok].astype(np.int8)
             quants.pack_codes(s.type_id, s.view[b0:b1], codes)
-            parts.append((pos[~ok], None))
+            parts.append((pos[ok], val[ok]))
     return ChunkRecord.join(parts)
 
 
-def restore(slots: list[Slot], seed: int, sigma: float, gated: ChunkRecord) -> None:
-    """Exact inverse of perturb(slots, seed, sigma) given the gated positions it returned."""
-    per_chunk = iter(gated.split())
+def restore(slots: list[Slot], applied: ChunkRecord) -> None:
+    """Exact inverse of the perturb that returned `applied`: no noise is drawn again."""
+    per_chunk = iter(applied.split())
     for s in slots:
-        tab = noise.tables(type_sigma(sigma, s.type_id))
         for c in range(s.n_chunks):
             b0, b1, length = s.chunk_bytes(c)
-            gpos, _ = next(per_chunk)
-            pos, val = noise.chunk_noise(seed, s.key, c, length, tab)
-            moved = ~np.isin(pos, gpos.astype(np.int64))
+            pos, val = next(per_chunk)
             codes = quants.unpack_codes(s.type_id, s.view[b0:b1])
-            codes[pos[moved]] = (codes[pos[moved]].astype(np.int16) - val[moved]).astype(np.int8)
+            codes[pos.astype(np.int64)] = (codes[pos.astype(np.int64)].astype(np.int16) - val).astype(np.int8)
             quants.pack_codes(s.type_id, s.view[b0:b1], codes)
 
 

@@ -11,8 +11,9 @@ How R is drawn, so that its cost is proportional to the nonzero entries:
   mix64(key + (t + 1) * GOLDEN) (64-bit wrapping arithmetic; mix64 is the SplitMix64 finaliser).
 - Each draw places the next nonzero: its high 32 bits pick the gap g (zeros skipped) by comparing
   against the cumulative table gap[g] = floor(2^32 * P(G <= g)) of a geometric law with
-  P(G = g) = p0^g * (1 - p0), g < GAP_LEN; past the last entry the draw skips GAP_LEN zeros and emits
-  nothing (the geometric law is memoryless, so this is exact). Its low 32 bits pick the value:
+  P(G = g) = p0^g * (1 - p0), g < GAP_LEN, closed by gap[GAP_LEN] = 2^32; a draw at or above
+  gap[GAP_LEN - 1] skips GAP_LEN zeros and emits nothing (the geometric law is memoryless, so this
+  is exact). Its low 32 bits pick the value:
   bit 0 the sign, bits 1..31 the magnitude m >= 1 against mag[m-1] = floor(2^31 * P(|R| <= m | R != 0)).
 - Tables are computed here with +, -, *, / only (IEEE-exact everywhere, no libm), so every machine
   gets the same integers; C takes the same tables, so C and Python draw identical noise.
@@ -153,17 +154,19 @@ def tables(sigma: float) -> NoiseTables:
     if not (sigma >= 0.0 and sigma <= 64.0):
         raise ValueError(f"sigma {sigma} is outside 0..64 code steps")
     if sigma == 0.0:
-        gap = np.zeros(GAP_LEN, dtype=np.uint64)
+        gap = np.zeros(GAP_LEN + 1, dtype=np.uint64)
+        gap[GAP_LEN] = 1 << 32
         mag = np.full(MAG_LEN, 1 << 31, dtype=np.uint64)
         return NoiseTables(0.0, 0.0, gap, mag, _index(gap))
     probs = level_probs(sigma)
     p_nonzero = min(1.0, 2.0 * sum(probs[1:]))
     p0 = 1.0 - p_nonzero
-    gap = np.empty(GAP_LEN, dtype=np.uint64)
+    gap = np.empty(GAP_LEN + 1, dtype=np.uint64)
     p0_pow = 1.0
     for g in range(GAP_LEN):
         p0_pow *= p0  # P(G > g) = p0^(g+1)
         gap[g] = min(1 << 32, int((1.0 - p0_pow) * 4294967296.0))
+    gap[GAP_LEN] = 1 << 32  # P(G < infinity) = 1: above every draw, it ends the C search loop
     mag = np.empty(MAG_LEN, dtype=np.uint64)
     cum = 0.0
     for m in range(1, MAG_LEN + 1):

@@ -64,17 +64,17 @@ class WeightState:
             self._release(g)
         return out
 
-    def restore(self, member_seed: int, sigma: float, gated: list[kernels.ChunkRecord]) -> None:
-        for g, rec in zip(self.groups, gated):
-            kernels.restore(g, member_seed, sigma, rec, threads=self.threads)
+    def restore(self, applied: list[kernels.ChunkRecord]) -> None:
+        """Undo a perturb, given the records it returned."""
+        for g, rec in zip(self.groups, applied):
+            kernels.restore(g, rec, threads=self.threads)
             self._release(g)
 
-    def swap(self, member_seed: int, gated: list[kernels.ChunkRecord], next_seed: int,
-             sigma: float) -> list[kernels.ChunkRecord]:
+    def swap(self, applied: list[kernels.ChunkRecord], next_seed: int, sigma: float) -> list[kernels.ChunkRecord]:
         """Restore one member and perturb with the next in one pass over the blocks."""
         out = []
-        for g, rec in zip(self.groups, gated):
-            out.append(kernels.swap(g, member_seed, sigma, rec, next_seed, threads=self.threads))
+        for g, rec in zip(self.groups, applied):
+            out.append(kernels.swap(g, rec, next_seed, sigma, threads=self.threads))
             self._release(g)
         return out
 

@@ -153,7 +153,7 @@ class Trainer:
             seeds = qes.pair_seeds(cfg.seed, t, cfg.pairs)
             r_plus, r_minus = [], []
             t_eval = time.perf_counter()
-            current = None  # (member seed, gated record) of the member on the weights now
+            current = None  # what the perturb of the member on the weights now applied
             try:
                 for j, s in enumerate(seeds):
                     for sign, out in ((1, r_plus), (-1, r_minus)):
@@ -162,17 +162,16 @@ class Trainer:
                             return self.summary(stopped=True)
                         engine.synchronize()
                         if current is None:
-                            gated = state.perturb(sign * s, cfg.sigma)
+                            current = state.perturb(sign * s, cfg.sigma)
                         else:  # restore the last member and perturb this one in one pass
-                            gated = state.swap(current[0], current[1], sign * s, cfg.sigma)
-                        current = (sign * s, gated)
+                            current = state.swap(current, sign * s, cfg.sigma)
                         engine.weights_changed()
                         out.append(_mean_reward(self.task, engine, batch))
                         self.on_event("member", {"step": t, "member": 2 * j + (sign < 0), "reward": out[-1]})
             finally:
                 if current is not None:  # the weights go back exactly, whatever happened
                     engine.synchronize()
-                    state.restore(current[0], cfg.sigma, current[1])
+                    state.restore(current)
                     engine.weights_changed()
             t_eval = time.perf_counter() - t_eval
             coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)

@@ -142,7 +142,7 @@ static edg_slot_law *parse_laws(PyObject *list, int n_slots, bufset *bs) {
         if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OOOd", &g_o, &m_o, &x_o, &sig)) goto fail;
         laws[i].index = bufset_get(bs, x_o, 0, 2 * EDG_INDEX_LEN, "index table");
         if (!laws[i].index) goto fail;
-        laws[i].gap = bufset_get(bs, g_o, 0, 8 * EDG_GAP_LEN, "gap table");
+        laws[i].gap = bufset_get(bs, g_o, 0, 8 * (EDG_GAP_LEN + 1), "gap table");
         if (!laws[i].gap) goto fail;
         laws[i].mag = bufset_get(bs, m_o, 0, 8 * EDG_MAG_LEN, "mag table");
         if (!laws[i].mag) goto fail;
@@ -183,7 +183,7 @@ static PyObject *record_to_py(edg_record *r, int64_t n_jobs, int with_val) {
     return res;
 }
 
-/* perturb(slots, laws, seed, n_threads) -> (counts, gated_pos, b"") */
+/* perturb(slots, laws, seed, n_threads) -> applied record (counts, pos, val) */
 static PyObject *py_perturb(PyObject *self, PyObject *args) {
     PyObject *slots_o, *laws_o; long long seed; int nt;
     if (!PyArg_ParseTuple(args, "OOLi", &slots_o, &laws_o, &seed, &nt)) return NULL;
@@ -192,50 +192,54 @@ static PyObject *py_perturb(PyObject *self, PyObject *args) {
     int n; PyObject *res = NULL; edg_slot_law *laws = NULL;
     edg_slot *slots = parse_slots(slots_o, bs, &n);
     if (slots && (laws = parse_laws(laws_o, n, bs))) {
-        edg_record gated = {0}; int rc;
+        edg_record applied = {0}; int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = edg_perturb(slots, n, laws, seed, nt, &gated);
+        rc = edg_perturb(slots, n, laws, seed, nt, &applied);
         Py_END_ALLOW_THREADS
-        if (rc) PyErr_NoMemory(); else res = record_to_py(&gated, edg_count_jobs(slots, n), 0);
+        if (rc) PyErr_NoMemory(); else res = record_to_py(&applied, edg_count_jobs(slots, n), 1);
     }
     PyMem_Free(slots); PyMem_Free(laws); bufset_release(bs); PyMem_Free(bs);
     return res;
 }
 
-/* restore(slots, laws, seed, gated_record, n_threads) */
+static void restore_error(int rc) {
+    if (rc == -2) PyErr_SetString(PyExc_ValueError, "the record does not fit these weights (not from this perturb)");
+    else PyErr_NoMemory();
+}
+
+/* restore(slots, applied_record, n_threads) */
 static PyObject *py_restore(PyObject *self, PyObject *args) {
-    PyObject *slots_o, *laws_o, *rec_o; long long seed; int nt;
-    if (!PyArg_ParseTuple(args, "OOLOi", &slots_o, &laws_o, &seed, &rec_o, &nt)) return NULL;
-    if (seed == 0) { PyErr_SetString(PyExc_ValueError, "seed 0 is reserved"); return NULL; }
+    PyObject *slots_o, *rec_o; int nt;
+    if (!PyArg_ParseTuple(args, "OOi", &slots_o, &rec_o, &nt)) return NULL;
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
-    int n, ok = 0; edg_slot_law *laws = NULL; edg_record rec;
+    int n, ok = 0; edg_record rec;
     edg_slot *slots = parse_slots(slots_o, bs, &n);
-    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_record(rec_o, edg_count_jobs(slots, n), 0, bs, &rec) == 0) {
+    if (slots && parse_record(rec_o, edg_count_jobs(slots, n), 1, bs, &rec) == 0) {
         int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = edg_restore(slots, n, laws, seed, &rec, nt);
+        rc = edg_restore(slots, n, &rec, nt);
         Py_END_ALLOW_THREADS
-        if (rc) PyErr_NoMemory(); else ok = 1;
+        if (rc) restore_error(rc); else ok = 1;
     }
-    PyMem_Free(slots); PyMem_Free(laws); bufset_release(bs); PyMem_Free(bs);
+    PyMem_Free(slots); bufset_release(bs); PyMem_Free(bs);
     if (!ok) return NULL;
     Py_RETURN_NONE;
 }
 
-/* swap(slots, laws, seed, gated_record, next_seed, n_threads) -> next gated record */
+/* swap(slots, laws, applied_record, next_seed, n_threads) -> next member's applied record */
 static PyObject *py_swap(PyObject *self, PyObject *args) {
-    PyObject *slots_o, *laws_o, *rec_o; long long seed, next_seed; int nt;
-    if (!PyArg_ParseTuple(args, "OOLOLi", &slots_o, &laws_o, &seed, &rec_o, &next_seed, &nt)) return NULL;
-    if (seed == 0 || next_seed == 0) { PyErr_SetString(PyExc_ValueError, "seed 0 is reserved"); return NULL; }
+    PyObject *slots_o, *laws_o, *rec_o; long long next_seed; int nt;
+    if (!PyArg_ParseTuple(args, "OOOLi", &slots_o, &laws_o, &rec_o, &next_seed, &nt)) return NULL;
+    if (next_seed == 0) { PyErr_SetString(PyExc_ValueError, "seed 0 is reserved"); return NULL; }
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     int n; PyObject *res = NULL; edg_slot_law *laws = NULL; edg_record rec;
     edg_slot *slots = parse_slots(slots_o, bs, &n);
-    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_record(rec_o, edg_count_jobs(slots, n), 0, bs, &rec) == 0) {
+    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_record(rec_o, edg_count_jobs(slots, n), 1, bs, &rec) == 0) {
         edg_record next = {0}; int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = edg_swap(slots, n, laws, seed, &rec, next_seed, nt, &next);
+        rc = edg_swap(slots, n, laws, &rec, next_seed, nt, &next);
         Py_END_ALLOW_THREADS
-        if (rc) PyErr_NoMemory(); else res = record_to_py(&next, edg_count_jobs(slots, n), 0);
+        if (rc) restore_error(rc); else res = record_to_py(&next, edg_count_jobs(slots, n), 1);
     }
     PyMem_Free(slots); PyMem_Free(laws); bufset_release(bs); PyMem_Free(bs);
     return res;
@@ -302,7 +306,7 @@ static PyObject *py_chunk_noise(PyObject *self, PyObject *args) {
     if (seed == 0 || length < 0 || length > EDG_CHUNK) { PyErr_SetString(PyExc_ValueError, "bad seed or length"); return NULL; }
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     PyObject *res = NULL;
-    const uint64_t *gap = bufset_get(bs, g_o, 0, 8 * EDG_GAP_LEN, "gap table");
+    const uint64_t *gap = bufset_get(bs, g_o, 0, 8 * (EDG_GAP_LEN + 1), "gap table");
     const uint64_t *mag = gap ? bufset_get(bs, m_o, 0, 8 * EDG_MAG_LEN, "mag table") : NULL;
     const uint16_t *index = mag ? bufset_get(bs, x_o, 0, 2 * EDG_INDEX_LEN, "index table") : NULL;
     if (index) {
@@ -328,9 +332,9 @@ static PyObject *py_mix64(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"unpack_codes", py_unpack_codes, METH_VARARGS, "unpack_codes(type, tensor, start, out_int8)"},
     {"pack_codes", py_pack_codes, METH_VARARGS, "pack_codes(type, tensor, start, codes_int8)"},
-    {"perturb", py_perturb, METH_VARARGS, "perturb(slots, laws, seed, n_threads) -> gated record"},
-    {"restore", py_restore, METH_VARARGS, "restore(slots, laws, seed, gated, n_threads)"},
-    {"swap", py_swap, METH_VARARGS, "swap(slots, laws, seed, gated, next_seed, n_threads) -> next gated"},
+    {"perturb", py_perturb, METH_VARARGS, "perturb(slots, laws, seed, n_threads) -> applied record"},
+    {"restore", py_restore, METH_VARARGS, "restore(slots, applied, n_threads)"},
+    {"swap", py_swap, METH_VARARGS, "swap(slots, laws, applied, next_seed, n_threads) -> next applied"},
     {"update", py_update, METH_VARARGS, "update(slots, steps, hist, gamma, n_threads) -> (record, stats)"},
     {"chunk_noise", py_chunk_noise, METH_VARARGS, "chunk_noise(seed, key, chunk, length, gap, mag)"},
     {"mix64", py_mix64, METH_VARARGS, "mix64(x)"},

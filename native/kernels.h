@@ -30,7 +30,7 @@ typedef struct {
 typedef struct {
     uint32_t *counts;
     uint16_t *pos;
-    int8_t *val; /* may be NULL (gated records carry no values) */
+    int8_t *val; /* values (code deltas) */
     int64_t total;
 } edg_record;
 
@@ -50,18 +50,19 @@ typedef struct {
 
 int64_t edg_count_jobs(const edg_slot *slots, int n_slots);
 
-/* Perturb in place with member noise sign(seed) * R(|seed|); gated positions go to *gated
+/* Perturb in place with member noise sign(seed) * R(|seed|), gated at the code range; what was
+ * applied (chunk-relative position and value of every entry that moved a code) goes to *applied
  * (malloc'd arrays, caller frees). Returns 0, or -1 on allocation failure. */
 int edg_perturb(const edg_slot *slots, int n_slots, const edg_slot_law *laws, int64_t seed,
-                int n_threads, edg_record *gated);
+                int n_threads, edg_record *applied);
 
-/* Undo edg_perturb of the same seed given its gated record. */
-int edg_restore(const edg_slot *slots, int n_slots, const edg_slot_law *laws, int64_t seed,
-                const edg_record *gated, int n_threads);
+/* Undo what a perturb applied. 0, -1 on allocation failure, -2 if the record does not fit these
+ * slots (an entry past a chunk or leaving the code range; the rest is still undone). */
+int edg_restore(const edg_slot *slots, int n_slots, const edg_record *applied, int n_threads);
 
-/* restore(seed, gated) then perturb(next_seed) in one pass over the blocks (identical bytes). */
-int edg_swap(const edg_slot *slots, int n_slots, const edg_slot_law *laws, int64_t seed,
-             const edg_record *gated, int64_t next_seed, int n_threads, edg_record *next_gated);
+/* restore(applied) then perturb(next_seed) in one pass over the blocks (identical bytes). */
+int edg_swap(const edg_slot *slots, int n_slots, const edg_slot_law *laws, const edg_record *applied,
+             int64_t next_seed, int n_threads, edg_record *next_applied);
 
 /* The QES update of steps[n_steps - 1], replaying steps[0 .. n_steps - 2] (whose applied deltas are
  * hist[0 .. n_steps - 2]) from e = 0 (or from each slot's residual when n_steps == 1 and residual

@@ -3,7 +3,8 @@
  * A member's noise on a tensor is drawn per stream chunk of EDG_CHUNK elements, as the positions
  * and values of its nonzero entries, in increasing position order; cost is proportional to the
  * number of nonzeros. The law is fixed by two integer tables computed by edgees/noise.py:
- *   gap[EDG_GAP_LEN]: floor(2^32 * P(G <= g)) of the geometric gap between nonzeros
+ *   gap[EDG_GAP_LEN + 1]: floor(2^32 * P(G <= g)) of the geometric gap between nonzeros; the last
+ *                    entry is 2^32, above every 32-bit draw, so the search needs no bound check
  *   mag[EDG_MAG_LEN]: floor(2^31 * P(|R| <= m | R != 0)), m = 1..EDG_MAG_LEN
  * Golden values: edg_mix64(1) = 0x5692161d100b05e5, edg_stream_key(1, 0, 0) = 0x0a385ef24fa6a992;
  * seed 1, key 0, chunk 0, 65536 elements, sigma 0.01 (gap[0] = 34268880): 555 nonzeros, the first
@@ -43,40 +44,51 @@ typedef struct {
 void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk, int64_t length,
                      const uint64_t *gap, const uint64_t *mag, const uint16_t *index);
 
-/* Next nonzero of the stream: 1 with *pos (chunk-relative) and *val set, or 0 when exhausted.
- * The state lives in locals inside the loop (the out-pointers could alias the struct otherwise,
- * which would keep pos and t in memory on the critical path). */
-static inline int edg_stream_next(edg_stream *s, int64_t *pos, int *val) {
+/* Up to max next nonzeros into pos/val (chunk-relative positions, values); returns how many, fewer
+ * than max only when the stream is exhausted. The stream state stays in locals for
+ * the whole batch (stores through int8_t may alias anything, so a per-entry call would
+ * reload the state after every value it writes). */
+static inline int edg_stream_fill(edg_stream *s, uint16_t *pos, int8_t *val, int max) {
     int64_t p = s->pos;
     const int64_t length = s->length;
     uint64_t t = s->t;
     const uint64_t key = s->key;
-    const uint64_t *gap = s->gap;
+    const uint64_t *gap = s->gap, *mag = s->mag;
     const uint16_t *index = s->index;
-    while (p < length) {
+    const int neg = s->neg;
+    int n = 0;
+    while (n < max && p < length) {
         t += 1;
         uint64_t d = edg_mix64(key + t * EDG_GOLDEN);
         uint64_t hi = d >> 32;
-        /* g = number of gap entries <= hi (non-decreasing table; index[] starts the count) */
         int64_t g = index[hi >> 20];
-        while (g < EDG_GAP_LEN && gap[g] <= hi) g++;
+        g += gap[g] <= hi;
+        while (gap[g] <= hi) g++;
         if (g == EDG_GAP_LEN) { p += EDG_GAP_LEN; continue; }
         int64_t where = p + g;
         p = where + 1;
         if (where >= length) break;
         uint64_t lo = d & 0xFFFFFFFFULL, r = lo >> 1;
         int m = 1;
-        while (m < EDG_MAG_LEN && s->mag[m - 1] <= r) m++;
+        while (m < EDG_MAG_LEN && mag[m - 1] <= r) m++;
         int v = (lo & 1) ? -m : m;
-        s->pos = p;
-        s->t = t;
-        *pos = where;
-        *val = s->neg ? -v : v;
-        return 1;
+        pos[n] = (uint16_t)where;
+        val[n] = (int8_t)(neg ? -v : v);
+        n++;
     }
     s->pos = p;
     s->t = t;
-    return 0;
+    return n;
+}
+
+/* Next nonzero of the stream: 1 with *pos (chunk-relative) and *val set, or 0 when exhausted. */
+static inline int edg_stream_next(edg_stream *s, int64_t *pos, int *val) {
+    uint16_t p;
+    int8_t v;
+    if (!edg_stream_fill(s, &p, &v, 1)) return 0;
+    *pos = p;
+    *val = v;
+    return 1;
 }
 
 #endif

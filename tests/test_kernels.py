@@ -47,33 +47,37 @@ def test_perturb_restore_native_matches_reference(type_name, sigma):
         a = make_slots(type_name, seed=abs(seed) % 7)
         b = clone(a)
         before = digest(a)
-        gated_ref = kernels_ref.perturb(a, seed, sigma)
-        gated_c = kernels.perturb(b, seed, sigma, threads=2)
+        rec_ref = kernels_ref.perturb(a, seed, sigma)
+        rec_c = kernels.perturb(b, seed, sigma, threads=2)
         assert digest(a) == digest(b), "perturbed bytes differ between C and numpy"
-        assert np.array_equal(gated_ref.counts, gated_c.counts)
-        assert np.array_equal(gated_ref.pos, gated_c.pos)
+        assert np.array_equal(rec_ref.counts, rec_c.counts)
+        assert np.array_equal(rec_ref.pos, rec_c.pos) and np.array_equal(rec_ref.val, rec_c.val)
         if sigma >= 0.01:
             assert digest(a) != before
-        kernels_ref.restore(a, seed, sigma, gated_ref)
-        kernels.restore(b, seed, sigma, gated_c, threads=1)
+        kernels_ref.restore(a, rec_ref)
+        kernels.restore(b, rec_c, threads=1)
         assert digest(a) == before
         assert digest(b) == before
 
 
 @pytest.mark.parametrize("type_name", TYPES)
 def test_gated_positions_are_at_the_range_ends(type_name):
+    """The record holds exactly the noise entries that kept the code in range; the rest were gated."""
     slots = make_slots(type_name)
     qt = slots[0].qt
-    gated = kernels.perturb(slots, 5, 0.5)
-    # gated entries exist (the pinned blocks guarantee them) and are few next to the nonzeros
-    assert gated.pos.size > 0
-    kernels.restore(slots, 5, 0.5, gated)
+    rec = kernels.perturb(slots, 5, 0.5)
+    kernels.restore(slots, rec)
     codes = quants.unpack_codes(qt.type_id, slots[0].view)
     pos, val = noise.chunk_noise(5, slots[0].key, 0, noise.CHUNK, noise.tables(kernels_ref.type_sigma(0.5, qt.type_id)))
-    g = gated.split()[0][0].astype(np.int64)
-    sel = np.isin(pos, g)
-    after = codes[pos[sel]].astype(np.int16) + val[sel]
+    applied_pos, applied_val = rec.split()[0]
+    kept = np.isin(pos, applied_pos.astype(np.int64))
+    assert np.array_equal(val[kept], applied_val)
+    # gated entries exist (the pinned blocks guarantee them) and are few next to the nonzeros
+    assert 0 < np.count_nonzero(~kept) < kept.size
+    after = codes[pos[~kept]].astype(np.int16) + val[~kept]
     assert np.all((after < qt.lo) | (after > qt.hi))
+    after = codes[pos[kept]].astype(np.int16) + val[kept]
+    assert np.all((after >= qt.lo) & (after <= qt.hi))
 
 
 def test_restore_bytes_identical_at_any_thread_count():
@@ -83,9 +87,9 @@ def test_restore_bytes_identical_at_any_thread_count():
     kernels.perturb(ref, 42, 0.05, threads=1)
     for threads in (1, 2, 3, 7):
         work = clone(slots)
-        gated = kernels.perturb(work, 42, 0.05, threads=threads)
+        rec = kernels.perturb(work, 42, 0.05, threads=threads)
         assert digest(work) == digest(ref)
-        kernels.restore(work, 42, 0.05, gated, threads=threads)
+        kernels.restore(work, rec, threads=threads)
         assert digest(work) == before
 
 
@@ -199,10 +203,11 @@ def test_fused_swap_equals_restore_then_perturb(type_name):
     before = digest(a)
     g_a = kernels.perturb(a, 3, 0.05)
     g_b = kernels.perturb(b, 3, 0.05)
-    kernels.restore(a, 3, 0.05, g_a)
+    kernels.restore(a, g_a)
     g_a2 = kernels.perturb(a, -3, 0.05)
-    g_b2 = kernels.swap(b, 3, 0.05, g_b, -3, threads=2)
+    g_b2 = kernels.swap(b, g_b, -3, 0.05, threads=2)
     assert digest(a) == digest(b)
     assert np.array_equal(g_a2.counts, g_b2.counts) and np.array_equal(g_a2.pos, g_b2.pos)
-    kernels.restore(b, -3, 0.05, g_b2)
+    assert np.array_equal(g_a2.val, g_b2.val)
+    kernels.restore(b, g_b2)
     assert digest(b) == before
