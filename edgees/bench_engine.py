@@ -16,9 +16,8 @@ one-token warm-up. Figures:
   batched_equals_sequential     fraction of prompts whose batched output == generate([prompt])
   *_peak_rss_mb                 each child's peak RSS just after its timed run
 
-The baseline renders the model's Jinja template (SmolLM2's adds a default system prompt); the
-engine uses llama.cpp's template function (which does not), so the two see different prompt token
-counts and may answer differently; both counts are reported.
+Both paths render the model's own Jinja template in a sandbox (SmolLM2's adds a default system
+prompt), so they see the same prompt tokens; `same_text` is the fraction of equal answers.
 
     python -m edgees.bench_engine --child engine MODEL ...   (internal: one measured child)
 """

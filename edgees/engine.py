@@ -18,8 +18,9 @@ The load log names each weight buffer ("CPU_Mapped model buffer size = ..."); an
 buffer means some weights are copies, and the load is refused (UnsupportedModel). `check_live_weights`
 then proves it end to end: a write changes the logits, restoring the bytes restores them bit for bit.
 
-Generation (engine_batch.py holds the decode loops): prompts are rendered with llama.cpp's own
-chat-template function (never Jinja), tokenized, and decoded as parallel sequences of one context
+Generation (engine_batch.py holds the decode loops): chat prompts are rendered with the model's own
+chat template in jinja2's sandbox (chat_template.py; llama.cpp's template function if it does not
+run there), tokenized, and decoded as parallel sequences of one context
 with a unified KV cache. The longest token prefix all prompts share is decoded once on sequence 0
 and its cells are shared with the others (llama_memory_seq_cp: in a unified cache, no copy); each
 step then decodes one token per live sequence. The context is sized to the batch: shared prefix +
@@ -50,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 import llama_cpp as L
+from edgees.chat_template import compile_template
 from edgees.errors import EdgeesError, GGUFError, ModelNotFound, UnsupportedModel
 from edgees.gguffile import read_gguf
 
@@ -200,12 +202,18 @@ class Engine:
         return 2 * L.llama_model_n_layer(self._model) * L.llama_model_n_head_kv(self._model) * (k + v)
 
     def _init_template(self) -> None:
-        """The model's chat template string; a base model without one gets llama.cpp's built-in
-        template for its family if there is one (gemma), else chatml. Rendering is always done by
-        llama_chat_apply_template, which recognises templates and never runs them as Jinja."""
+        """How chat prompts are rendered. A model with a chat template: the template itself, run in
+        jinja2's sandbox (chat_template.py), so prompts are the ones Ollama or llama-cpp-python
+        build; if it does not run there, llama_chat_apply_template, which recognises well-known
+        templates without running them. A base model without one: llama.cpp's built-in template for
+        its family if there is one (gemma), else chatml."""
+        self._jinja = None
         tmpl = L.llama_model_chat_template(self._model, None)
         if tmpl:
             self.chat_template, self.chat_template_source = tmpl, "model"
+            self._jinja = compile_template(tmpl.decode("utf-8", "replace"), self._special_text(self.bos),
+                                           self._special_text(int(L.llama_vocab_eos(self._vocab))))
+            self.chat_template_source = "model (jinja, sandboxed)" if self._jinja else "model (llama.cpp)"
             return
         arch = (self._meta("general.architecture") or "").lower()
         n = L.llama_chat_builtin_templates(None, 0)
@@ -215,6 +223,14 @@ class Engine:
         family = next((b for b in sorted(builtin, key=len, reverse=True) if arch.startswith(b)), None)
         self.chat_template = (family or "chatml").encode()
         self.chat_template_source = f"built-in {self.chat_template.decode()} (model has no template)"
+
+    def _special_text(self, token: int) -> str:
+        """The text of a special token as a template writes it ("<bos>"), or "" if there is none."""
+        if token < 0:
+            return ""
+        buf = ctypes.create_string_buffer(256)
+        n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        return buf.raw[:max(n, 0)].decode("utf-8", "replace")
 
     # ---- context ------------------------------------------------------------------------------
     def _ensure_context(self, n_cells: int, n_seq: int, n_outputs: int, ubatch: int = UBATCH) -> None:
@@ -268,6 +284,11 @@ class Engine:
             return prompt
         msgs = [(m["role"], m["content"]) if isinstance(m, dict) else (m.role, m.content)
                 for m in prompt]
+        if self._jinja is not None:
+            try:
+                return self._jinja.render(msgs)
+            except Exception as e:  # the template rejected these messages (raise_exception)
+                raise EdgeesError(f"{self.path.name}: the chat template rejects this prompt: {e}") from None
         keep = [(r.encode(), c.encode()) for r, c in msgs]
         chat = (L.llama_chat_message * len(keep))(*[L.llama_chat_message(r, c) for r, c in keep])
         size = 2 * sum(len(r) + len(c) for r, c in keep) + 512
@@ -297,7 +318,10 @@ class Engine:
         raise RuntimeError("llama_tokenize kept growing")
 
     def prompt_tokens(self, prompt) -> list[int]:
-        toks = self.tokenize(self.render(prompt))
+        # a Jinja-rendered chat prompt holds its own special tokens (BOS included when the template
+        # wants one), as in transformers and llama-cpp-python; anything else gets the vocab's BOS
+        templated = self._jinja is not None and not isinstance(prompt, str)
+        toks = self.tokenize(self.render(prompt), add_special=not templated)
         if not toks:
             raise EdgeesError("a prompt tokenized to nothing; give non-empty prompts")
         return toks

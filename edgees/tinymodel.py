@@ -123,10 +123,11 @@ def _scale_rows(rows: np.ndarray, ggml_type, factor: float) -> None:
 
 def make_tiny_model(path, type_name_or_id, seed: int = 0, *, n_embd: int = 256, n_ff: int = 512,
                     n_layer: int = 2, n_head: int = 4, n_head_kv: int = 2, n_ctx: int = 256,
-                    embd_type="Q8_0", tied: bool = True) -> Path:
+                    embd_type="Q8_0", tied: bool = True, chat_template: str = CHATML_TEMPLATE) -> Path:
     """Write a tiny llama GGUF whose block linear weights are all `type_name_or_id`.
 
     Norms are F32; token_embd (and output, when not tied) is `embd_type` (None: the block type).
+    `chat_template` is stored as tokenizer.chat_template.
     n_embd and n_ff must be multiples of 256 for K-quants/IQ4_XS. Written atomically.
     """
     path = Path(path)
@@ -159,7 +160,7 @@ def make_tiny_model(path, type_name_or_id, seed: int = 0, *, n_embd: int = 256, 
     w.add_bos_token_id(0)
     w.add_eos_token_id(2)
     w.add_add_bos_token(False)
-    w.add_chat_template(CHATML_TEMPLATE)
+    w.add_chat_template(chat_template)
     w.add_quantization_version(2)
 
     def add(name, ggml_type, rows, ne0, quiet_rows=0):  # numpy (rows, ne0) = ggml (ne0, rows)
