@@ -211,3 +211,97 @@ def test_fused_swap_equals_restore_then_perturb(type_name):
     assert np.array_equal(g_a2.val, g_b2.val)
     kernels.restore(b, g_b2)
     assert digest(b) == before
+
+
+# ---------------------------------------------------------------- lazy replay (native/update.c)
+# The C replay brings an element's e up to date only when a step touches it (noise or a recorded
+# delta), jumping through tables of the pure decay e <- round(gamma * e); a step whose noise touches
+# much of a chunk runs densely instead. The reference replays every step densely. These pin the two
+# byte for byte over long windows that mix both kinds of step.
+
+def mixed_steps(n_steps, pairs, sigma, alpha, seed=7, loud_every=6):
+    """Steps of one law, every loud_every-th one at sigma 0.5 (its noise touches most elements)."""
+    quiet = steps_for(n_steps, pairs=pairs, sigma=sigma, alpha=alpha, seed=seed)
+    loud = steps_for(n_steps, pairs=pairs, sigma=0.5, alpha=alpha, seed=seed + 1)
+    return [loud[t] if t % loud_every == loud_every - 1 else quiet[t] for t in range(n_steps)]
+
+
+def replay_against_reference(type_name, gamma, window, steps, check, threads=2):
+    """C replay with window `window` over `steps`; at the steps in `check`, the reference update on
+    the same weights and history must give the same bytes and the same record."""
+    slots = make_slots(type_name, sizes=(66000, 512), seed=len(steps))
+    hist = []
+    for t, spec in enumerate(steps):
+        if t in check:
+            ref = clone(slots)
+            rec_ref = kernels_ref.update(ref, hist, spec, gamma=gamma)
+        rec, _ = kernels.update(slots, hist, spec, gamma=gamma, threads=threads)
+        if t in check:
+            assert digest(ref) == digest(slots), f"step {t}: codes differ from the reference"
+            for f in ("counts", "pos", "val"):
+                assert np.array_equal(getattr(rec_ref, f), getattr(rec, f)), f"step {t}: record {f} differs"
+        hist = (hist + [(spec, rec)])[-window:]
+    return digest(slots)
+
+
+@pytest.mark.parametrize("type_name, gamma, sigma, pairs, alpha", [
+    ("Q4_1", 0.9, 0.01, 8, 0.2), ("Q6_K", 0.99, 0.01, 8, 0.05), ("Q8_0", 1.3, 0.001, 8, 0.02),
+    ("Q3_K", 0.5, 0.05, 4, 0.2), ("Q4_1", 1.0, 0.05, 4, 0.05), ("Q6_K", 0.0, 0.02, 6, 0.2),
+    ("Q3_K", 0.99, 0.02, 6, 0.01),
+])
+def test_lazy_replay_matches_reference_over_long_windows(type_name, gamma, sigma, pairs, alpha):
+    steps = mixed_steps(36, pairs, sigma, alpha)
+    # a window longer than the run (every step replays from the first) ...
+    d_long = replay_against_reference(type_name, gamma, 50, steps, check={11, 23, 35})
+    # ... and one shorter than it (e restarts at 0 seven steps back)
+    replay_against_reference(type_name, gamma, 7, steps, check={9, 20, 27, 35})
+    assert replay_against_reference(type_name, gamma, 50, steps, check=set(), threads=1) == d_long
+
+
+@pytest.mark.parametrize("gamma", [0.5, 0.99, 1.3])
+def test_residual_mode_matches_reference_with_e(gamma):
+    steps = steps_for(12, seed=3, pairs=8, sigma=0.01, alpha=0.2)
+    a, b = make_slots("Q6_K", sizes=(66000, 512)), make_slots("Q6_K", sizes=(66000, 512))
+    ra = [np.zeros(s.n_elements, np.int16) for s in a]
+    rb = [np.zeros(s.n_elements, np.int16) for s in b]
+    for spec in steps:
+        rec_a = kernels_ref.update(a, [], spec, gamma=gamma, residual=ra)
+        rec_b, _ = kernels.update(b, [], spec, gamma=gamma, residual=rb)
+        assert np.array_equal(rec_a.pos, rec_b.pos) and np.array_equal(rec_a.val, rec_b.val)
+    assert digest(a) == digest(b)
+    assert all(np.array_equal(x, y) for x, y in zip(ra, rb))
+    assert sum(np.count_nonzero(r) for r in ra) > 1000
+
+
+@pytest.mark.parametrize("gamma", [0.9, 0.99, 1.0])
+def test_lazy_replay_across_quiet_steps(gamma):
+    """Loud steps leave e nonzero almost everywhere, then ~40 steps with next to no noise: an element
+    goes untouched for dozens of steps and is caught up by long decay jumps (and the code steps the
+    decay drives at the range ends), which must match the dense reference."""
+    loud = steps_for(6, seed=11, pairs=8, sigma=0.5, alpha=0.3)
+    quiet = steps_for(40, seed=12, pairs=2, sigma=0.0005, alpha=0.3)
+    steps = loud + quiet + steps_for(2, seed=13, pairs=8, sigma=0.05, alpha=0.3)
+    tab = noise.tables(kernels_ref.type_sigma(0.0005, quants.BY_NAME["Q4_1"].type_id))
+    quiet_entries = sum(noise.chunk_noise(s, 1, 0, noise.CHUNK, tab)[0].size for spec in quiet for s in spec.seeds)
+    assert quiet_entries < 0.01 * noise.CHUNK * len(quiet)  # the quiet steps touch well under 1% each
+    resid_slots = make_slots("Q4_1", sizes=(66000, 512), seed=len(steps))
+    resid = [np.zeros(s.n_elements, np.int16) for s in resid_slots]
+    for spec in loud:
+        kernels.update(resid_slots, [], spec, gamma=gamma, residual=resid)
+    assert np.count_nonzero(resid[0]) > 0.5 * resid[0].size  # e is nonzero almost everywhere
+    replay_against_reference("Q4_1", gamma, 50, steps, check={20, 45, 47})
+
+
+def test_unordered_recorded_deltas_are_detected():
+    """A record whose positions are not increasing cannot come from an update; the replay says so."""
+    steps = steps_for(2, pairs=8, sigma=0.01, alpha=0.2)
+    slots = make_slots("Q4_1", sizes=(66000, 512))
+    rec0, _ = kernels.update(slots, [], steps[0])
+    n0 = int(rec0.counts[0])
+    assert n0 >= 2
+    pos = rec0.pos.copy()
+    pos[[0, n0 - 1]] = pos[[n0 - 1, 0]]
+    val = rec0.val.copy()
+    val[[0, n0 - 1]] = val[[n0 - 1, 0]]
+    with pytest.raises(RuntimeError, match="replay diverged"):
+        kernels.update(slots, [(steps[0], kernels.ChunkRecord(rec0.counts, pos, val))], steps[1])
