@@ -98,8 +98,10 @@ int edg_gather(list_t *lists, int64_t n_jobs, int with_val, edg_record *out) {
     for (int64_t j = 0; j < n_jobs; j++) {
         if (!failed) {
             out->counts[j] = (uint32_t)lists[j].n;
-            memcpy(out->pos + k, lists[j].pos, sizeof(uint16_t) * (size_t)lists[j].n);
-            if (with_val) memcpy(out->val + k, lists[j].val, (size_t)lists[j].n);
+            if (lists[j].n) { /* an empty list may hold NULL arrays */
+                memcpy(out->pos + k, lists[j].pos, sizeof(uint16_t) * (size_t)lists[j].n);
+                if (with_val) memcpy(out->val + k, lists[j].val, (size_t)lists[j].n);
+            }
         }
         k += lists[j].n;
         free(lists[j].pos);

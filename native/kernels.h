@@ -69,7 +69,7 @@ int edg_swap(const edg_slot *slots, int n_slots, const edg_slot_law *laws, const
  * is set). Writes the current step's deltas to *out. Returns 0, -1 on allocation failure, or
  * -2 when a recorded delta would leave the code range (a history that does not match these
  * weights). A replayed step's codes move by its recorded deltas; its error is v minus the step the
- * window's own optimiser would have applied (see one_step in kernels.c). */
+ * window's own optimiser would have applied (see update.c). */
 int edg_update(const edg_slot *slots, int n_slots, const edg_step *steps, int n_steps,
                const edg_record *hist, double gamma, int n_threads, edg_record *out,
                edg_update_stats *stats);
