@@ -129,7 +129,7 @@ class Trainer:
         self.engine = engine_factory(self.wc.path)
         from edgees.engine import check_live_weights
         check_live_weights(self.engine, self.wc.view)
-        self.train, self.heldout = self.task.split()
+        self.train, self.heldout = self.task.split(n_heldout=self.cfg.eval_n)
         if not self.train or not self.heldout:
             raise TaskError(f"task {self.task.name} has an empty train or held-out split")
 

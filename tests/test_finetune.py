@@ -41,3 +41,16 @@ def test_second_writer_is_refused_and_existing_run_needs_resume(tmp_path):
     wrong = subprocess.run(edgees_cmd(finetune_args(other, run, data, steps=2, resume=True)),
                            capture_output=True, text=True, env=env, timeout=300)
     assert wrong.returncode != 0 and "sha256" in wrong.stderr.strip().splitlines()[-1]
+
+
+def test_eval_n_is_the_held_out_size(tmp_path, tiny_models):
+    """--eval-n sets how many held-out prompts each evaluation uses, beyond the task's default 40."""
+    import json
+    from edgees import cli
+    run = tmp_path / "run"
+    code = cli.main(["finetune", str(tiny_models["Q4_1"]), "--task", "arithmetic", "--task-opt", "max_tokens=2",
+                     "--run", str(run), "--steps", "1", "--pairs", "1", "--prompts", "2", "--eval-every", "0",
+                     "--eval-n", "45", "--threads", "1", "--quiet"])
+    assert code == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["heldout"]["n"] for r in rows if "heldout" in r] == [45, 45]
