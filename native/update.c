@@ -194,13 +194,18 @@ static void gather_noise(const edg_slot *s, const job_t *jb, const edg_step *st,
         edg_stream_init(&ns, st->seeds[j], s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index);
         /* coefficients enter in fixed point: a_q = round(a * 4096), so g sums exactly in int32 */
         const int32_t a = (int32_t)round_away(st->coefs[j] * COEF_SCALE);
-        int64_t pos;
-        int u;
-        while (edg_stream_next(&ns, &pos, &u)) {
-            if (touched) touched[pos >> 6] |= (uint64_t)1 << (pos & 63);
-            int nc = codes[pos] + u;
-            if (nc >= lo && nc <= hi) gsum[pos] += a * u;
-        }
+        uint16_t pos[256];
+        int8_t val[256];
+        int m;
+        do {
+            m = edg_stream_fill(&ns, pos, val, 256);
+            for (int k = 0; k < m; k++) {
+                const int p = pos[k], u = val[k];
+                if (touched) touched[p >> 6] |= (uint64_t)1 << (p & 63);
+                const int nc = codes[p] + u;
+                if (nc >= lo && nc <= hi) gsum[p] += a * u;
+            }
+        } while (m == 256);
     }
 }
 
