@@ -50,9 +50,9 @@ def _record(raw: tuple[bytes, bytes, bytes]) -> ChunkRecord:
                        np.frombuffer(val, np.int8).copy())
 
 
-def _record_args(rec: ChunkRecord, with_val: bool) -> tuple:
+def _record_args(rec: ChunkRecord) -> tuple:
     return (np.ascontiguousarray(rec.counts, np.uint32), np.ascontiguousarray(rec.pos, np.uint16),
-            np.ascontiguousarray(rec.val, np.int8) if with_val else None)
+            np.ascontiguousarray(rec.val, np.int8))
 
 
 def perturb(slots: list[Slot], seed: int, sigma: float, threads: int | None = None) -> ChunkRecord:
@@ -62,14 +62,14 @@ def perturb(slots: list[Slot], seed: int, sigma: float, threads: int | None = No
 
 def restore(slots: list[Slot], applied: ChunkRecord, threads: int | None = None) -> None:
     """Exact inverse of the perturb that returned `applied`."""
-    _native.restore(_slot_args(slots), _record_args(applied, True), threads or default_threads())
+    _native.restore(_slot_args(slots), _record_args(applied), threads or default_threads())
 
 
 def swap(slots: list[Slot], applied: ChunkRecord, next_seed: int, sigma: float,
          threads: int | None = None) -> ChunkRecord:
     """restore(applied) then perturb(next_seed), fused into one pass: each chunk's blocks are
     touched once while in cache. Byte-identical to the two calls; returns next_seed's record."""
-    return _record(_native.swap(_slot_args(slots), _laws(slots, sigma), _record_args(applied, True),
+    return _record(_native.swap(_slot_args(slots), _laws(slots, sigma), _record_args(applied),
                                 int(next_seed), threads or default_threads()))
 
 
@@ -84,7 +84,7 @@ def update(slots: list[Slot], history: list[tuple[StepSpec, ChunkRecord]], curre
         seeds = np.asarray(spec.seeds, dtype=np.int64)
         coefs = np.asarray(spec.coefs, dtype=np.float64)
         steps.append((seeds, coefs, float(spec.alpha), _laws(slots, spec.sigma)))
-    hist = [_record_args(rec, True) for _, rec in history]
+    hist = [_record_args(rec) for _, rec in history]
     raw, stats = _native.update(_slot_args(slots, residual), steps, hist, float(gamma), threads or default_threads())
     return _record(raw), stats
 

@@ -154,8 +154,8 @@ fail:
     return NULL;
 }
 
-/* record: (counts_u32_buf, pos_u16_buf, val_i8_buf_or_None) */
-static int parse_record(PyObject *o, int64_t n_jobs, int with_val, bufset *bs, edg_record *r) {
+/* record: (counts_u32_buf, pos_u16_buf, val_i8_buf) */
+static int parse_record(PyObject *o, int64_t n_jobs, bufset *bs, edg_record *r) {
     PyObject *c_o, *p_o, *v_o;
     if (!PyArg_ParseTuple(o, "OOO", &c_o, &p_o, &v_o)) return -1;
     r->counts = bufset_get(bs, c_o, 0, (Py_ssize_t)(4 * n_jobs), "record counts");
@@ -166,19 +166,16 @@ static int parse_record(PyObject *o, int64_t n_jobs, int with_val, bufset *bs, e
     for (int64_t j = 0; j < n_jobs; j++) total += r->counts[j];
     r->pos = bufset_get(bs, p_o, 0, (Py_ssize_t)(2 * total), "record positions");
     if (!r->pos) return -1;
-    r->val = NULL;
-    if (with_val) {
-        r->val = bufset_get(bs, v_o, 0, (Py_ssize_t)total, "record values");
-        if (!r->val) return -1;
-    }
+    r->val = bufset_get(bs, v_o, 0, (Py_ssize_t)total, "record values");
+    if (!r->val) return -1;
     r->total = total;
     return 0;
 }
 
-static PyObject *record_to_py(edg_record *r, int64_t n_jobs, int with_val) {
+static PyObject *record_to_py(edg_record *r, int64_t n_jobs) {
     PyObject *res = Py_BuildValue("(y#y#y#)", (const char *)r->counts, (Py_ssize_t)(4 * n_jobs),
                                   (const char *)r->pos, (Py_ssize_t)(2 * r->total),
-                                  with_val ? (const char *)r->val : "", with_val ? (Py_ssize_t)r->total : 0);
+                                  (const char *)r->val, (Py_ssize_t)r->total);
     edg_record_free(r);
     return res;
 }
@@ -196,7 +193,7 @@ static PyObject *py_perturb(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS
         rc = edg_perturb(slots, n, laws, seed, nt, &applied);
         Py_END_ALLOW_THREADS
-        if (rc) PyErr_NoMemory(); else res = record_to_py(&applied, edg_count_jobs(slots, n), 1);
+        if (rc) PyErr_NoMemory(); else res = record_to_py(&applied, edg_count_jobs(slots, n));
     }
     PyMem_Free(slots); PyMem_Free(laws); bufset_release(bs); PyMem_Free(bs);
     return res;
@@ -214,7 +211,7 @@ static PyObject *py_restore(PyObject *self, PyObject *args) {
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     int n, ok = 0; edg_record rec;
     edg_slot *slots = parse_slots(slots_o, bs, &n);
-    if (slots && parse_record(rec_o, edg_count_jobs(slots, n), 1, bs, &rec) == 0) {
+    if (slots && parse_record(rec_o, edg_count_jobs(slots, n), bs, &rec) == 0) {
         int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = edg_restore(slots, n, &rec, nt);
@@ -234,12 +231,12 @@ static PyObject *py_swap(PyObject *self, PyObject *args) {
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     int n; PyObject *res = NULL; edg_slot_law *laws = NULL; edg_record rec;
     edg_slot *slots = parse_slots(slots_o, bs, &n);
-    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_record(rec_o, edg_count_jobs(slots, n), 1, bs, &rec) == 0) {
+    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_record(rec_o, edg_count_jobs(slots, n), bs, &rec) == 0) {
         edg_record next = {0}; int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = edg_swap(slots, n, laws, &rec, next_seed, nt, &next);
         Py_END_ALLOW_THREADS
-        if (rc) restore_error(rc); else res = record_to_py(&next, edg_count_jobs(slots, n), 1);
+        if (rc) restore_error(rc); else res = record_to_py(&next, edg_count_jobs(slots, n));
     }
     PyMem_Free(slots); PyMem_Free(laws); bufset_release(bs); PyMem_Free(bs);
     return res;
@@ -276,7 +273,7 @@ static PyObject *py_update(PyObject *self, PyObject *args) {
         steps[s].P = (int)P; steps[s].alpha = alpha;
         steps[s].laws = parse_laws(laws_o, n, bs);
         if (!steps[s].laws) goto done;
-        if (s < n_steps - 1 && parse_record(PyList_GET_ITEM(hist_o, s), n_jobs, 1, bs, &hist[s]) < 0) goto done;
+        if (s < n_steps - 1 && parse_record(PyList_GET_ITEM(hist_o, s), n_jobs, bs, &hist[s]) < 0) goto done;
     }
     parsed = 1;
     edg_record out = {0}; edg_update_stats st; int rc;
@@ -289,7 +286,7 @@ static PyObject *py_update(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_RuntimeError, "replay diverged from the recorded deltas: the window history does not match these weights");
         goto done;
     }
-    PyObject *rec = record_to_py(&out, n_jobs, 1);
+    PyObject *rec = record_to_py(&out, n_jobs);
     if (!rec) goto done;
     res = Py_BuildValue("(N{s:L,s:L,s:d})", rec, "changed", (long long)st.changed, "blocked", (long long)st.blocked, "abs_v_max", st.abs_v_max);
 done:

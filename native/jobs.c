@@ -66,41 +66,44 @@ void edg_run_jobs(job_fn fn, void *ctx, int64_t n_jobs, int n_threads) {
 
 /* ------------------------------------------------------------------ growable per-job lists */
 
-void edg_list_push(list_t *l, int64_t pos, int val, int with_val) {
-    if (l->n == l->cap) {
-        int64_t cap = l->cap ? l->cap * 2 : 64;
-        uint16_t *p = realloc(l->pos, sizeof(uint16_t) * (size_t)cap);
-        if (!p) { l->failed = 1; return; }
-        l->pos = p;
-        if (with_val) {
-            int8_t *v = realloc(l->val, (size_t)cap);
-            if (!v) { l->failed = 1; return; }
-            l->val = v;
-        }
-        l->cap = cap;
-    }
+int edg_list_reserve(list_t *l, int64_t need) {
+    if (l->cap >= need) return 0;
+    int64_t cap = l->cap ? l->cap : 64;
+    while (cap < need) cap *= 2;
+    uint16_t *p = realloc(l->pos, sizeof(uint16_t) * (size_t)cap);
+    if (!p) { l->failed = 1; return -1; }
+    l->pos = p;
+    int8_t *v = realloc(l->val, (size_t)cap);
+    if (!v) { l->failed = 1; return -1; }
+    l->val = v;
+    l->cap = cap;
+    return 0;
+}
+
+void edg_list_push(list_t *l, int64_t pos, int val) {
+    if (edg_list_reserve(l, l->n + 1)) return;
     l->pos[l->n] = (uint16_t)pos;
-    if (with_val) l->val[l->n] = (int8_t)val;
+    l->val[l->n] = (int8_t)val;
     l->n++;
 }
 
 /* Concatenate per-job lists into a record (frees the lists). */
-int edg_gather(list_t *lists, int64_t n_jobs, int with_val, edg_record *out) {
+int edg_gather(list_t *lists, int64_t n_jobs, edg_record *out) {
     int64_t total = 0;
     int failed = 0;
     for (int64_t j = 0; j < n_jobs; j++) { total += lists[j].n; failed |= lists[j].failed; }
     out->counts = malloc(sizeof(uint32_t) * (size_t)(n_jobs > 0 ? n_jobs : 1));
     out->pos = malloc(sizeof(uint16_t) * (size_t)(total > 0 ? total : 1));
-    out->val = with_val ? malloc((size_t)(total > 0 ? total : 1)) : NULL;
+    out->val = malloc((size_t)(total > 0 ? total : 1));
     out->total = total;
-    if (!out->counts || !out->pos || (with_val && !out->val)) failed = 1;
+    if (!out->counts || !out->pos || !out->val) failed = 1;
     int64_t k = 0;
     for (int64_t j = 0; j < n_jobs; j++) {
         if (!failed) {
             out->counts[j] = (uint32_t)lists[j].n;
             if (lists[j].n) { /* an empty list may hold NULL arrays */
                 memcpy(out->pos + k, lists[j].pos, sizeof(uint16_t) * (size_t)lists[j].n);
-                if (with_val) memcpy(out->val + k, lists[j].val, (size_t)lists[j].n);
+                memcpy(out->val + k, lists[j].val, (size_t)lists[j].n);
             }
         }
         k += lists[j].n;

@@ -28,9 +28,12 @@ typedef struct {
     int failed;
 } list_t;
 
-void edg_list_push(list_t *l, int64_t pos, int val, int with_val);
+/* Room for `need` entries (0), or -1 with l->failed set on allocation failure. */
+int edg_list_reserve(list_t *l, int64_t need);
+
+void edg_list_push(list_t *l, int64_t pos, int val);
 
 /* Concatenate per-job lists into a record (frees the lists): 0, or -1 on allocation failure. */
-int edg_gather(list_t *lists, int64_t n_jobs, int with_val, edg_record *out);
+int edg_gather(list_t *lists, int64_t n_jobs, edg_record *out);
 
 #endif

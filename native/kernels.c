@@ -40,20 +40,6 @@ typedef struct {
     int bad;                     /* restore: an entry that cannot be undone (foreign record) */
 } pr_ctx;
 
-static int grow(list_t *l, int64_t need) {
-    if (l->cap >= need) return 0;
-    int64_t cap = l->cap ? l->cap : 256;
-    while (cap < need) cap *= 2;
-    uint16_t *p = realloc(l->pos, sizeof(uint16_t) * (size_t)cap);
-    if (!p) return -1;
-    l->pos = p;
-    int8_t *v = realloc(l->val, (size_t)cap);
-    if (!v) return -1;
-    l->val = v;
-    l->cap = cap;
-    return 0;
-}
-
 /* Apply entries [n0, n0 + m) of l (gated ones dropped, the rest compacted); returns the new count. */
 static EDG_ALWAYS_INLINE int64_t apply_batch(int type, const edg_slot *s, int64_t start, int sh,
                                              list_t *l, int64_t n0, int64_t m) {
@@ -83,7 +69,7 @@ static EDG_ALWAYS_INLINE void perturb_typed(int type, pr_ctx *c, int64_t j) {
     edg_stream st;
     edg_stream_init(&st, c->seed, s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index);
     for (;;) {
-        if (grow(l, l->n + NZ_BATCH)) { l->failed = 1; return; }
+        if (edg_list_reserve(l, l->n + NZ_BATCH)) return;
         const int64_t m = edg_stream_fill(&st, l->pos + l->n, l->val + l->n, NZ_BATCH);
         l->n = apply_batch(type, s, jb->start, sh, l, l->n, m);
         if (m < NZ_BATCH) return;
@@ -161,7 +147,7 @@ int edg_perturb(const edg_slot *slots, int n_slots, const edg_slot_law *laws, in
     pr_ctx c = {slots, laws, jobs, seed, lists, NULL, NULL, 0};
     edg_run_jobs(perturb_job, &c, n_jobs, n_threads);
     free(jobs);
-    int rc = edg_gather(lists, n_jobs, 1, applied);
+    int rc = edg_gather(lists, n_jobs, applied);
     free(lists);
     return rc;
 }
@@ -190,7 +176,7 @@ int edg_swap(const edg_slot *slots, int n_slots, const edg_slot_law *laws, const
     edg_run_jobs(swap_job, &c, n_jobs, n_threads);
     free(jobs);
     free(offsets);
-    int rc = edg_gather(lists, n_jobs, 1, next_applied);
+    int rc = edg_gather(lists, n_jobs, next_applied);
     free(lists);
     if (rc == 0 && c.restore.bad) { edg_record_free(next_applied); rc = -2; }
     return rc;

@@ -247,7 +247,7 @@ static int one_step(const edg_slot *s, const job_t *jb, const edg_step *st, doub
         }
         if (delta != 0) {
             codes[i] = (int8_t)(codes[i] + delta);
-            if (out) edg_list_push(out, i, delta, 1);
+            if (out) edg_list_push(out, i, delta);
         }
         if (stats && fabs(v) > stats->abs_v_max) stats->abs_v_max = fabs(v);
     }
@@ -404,7 +404,7 @@ int edg_update(const edg_slot *slots, int n_slots, const edg_step *steps, int n_
             if (c->tstats[t].abs_v_max > stats->abs_v_max) stats->abs_v_max = c->tstats[t].abs_v_max;
         }
     }
-    rc = edg_gather(lists, n_jobs, 1, out);
+    rc = edg_gather(lists, n_jobs, out);
     lists = NULL;
     if (rc == 0 && c->diverged) rc = -2;
 done:
