@@ -55,7 +55,7 @@ def child_engine(model: str, n: int, max_tokens: int, threads: int, extras: bool
         texts = engine.generate(prompts, max_tokens=max_tokens, stop=task.stop)
         st = dict(engine.last_stats)
         out = {"wall_s": st["wall_s"], "texts": texts, "prompt_tokens": st["prompt_tokens"],
-               "generated_tokens": st["generated_tokens"], "prefix_tokens": st.get("prefix_tokens", 0),
+               "generated_tokens": st["generated_tokens"], "shared_tokens": st.get("shared_tokens", 0),
                "batches": st["batches"], "peak_rss_mb": _peak_rss_mb()}
         if extras:
             seq = [engine.generate([p], max_tokens=max_tokens, stop=task.stop)[0] for p in prompts]
@@ -122,7 +122,7 @@ def run(model_path, n: int = 32, max_tokens: int = 32, threads: int | None = Non
         "engine_generated_tokens_per_s": e_best["generated_tokens"] / e_best["wall_s"],
         "llama_cpp_python_generated_tokens_per_s": r_best["generated_tokens"] / r_best["wall_s"],
         "engine_prompt_tokens": e_best["prompt_tokens"],
-        "engine_prefix_tokens": e_best["prefix_tokens"],
+        "engine_shared_tokens": e_best["shared_tokens"],
         "engine_generated_tokens": e_best["generated_tokens"],
         "llama_cpp_python_prompt_tokens": r_best["prompt_tokens"],
         "llama_cpp_python_generated_tokens": r_best["generated_tokens"],
@@ -141,7 +141,7 @@ def format_report(r: dict) -> str:
         f"{r['llama_cpp_python_wall_s']:6.2f} s  ({r['llama_cpp_python_prompt_tokens']} prompt + "
         f"{r['llama_cpp_python_generated_tokens']} generated tokens)",
         f"  engine.generate (one call)                 {r['engine_wall_s']:6.2f} s  "
-        f"({r['engine_prompt_tokens']} prompt, {r['engine_prefix_tokens']} shared, "
+        f"({r['engine_prompt_tokens']} prompt, {r['engine_shared_tokens']} not decoded again (shared), "
         f"{r['engine_generated_tokens']} generated)",
         f"  speedup                                    {r['speedup_vs_llama_cpp_python']:6.2f}x "
         "(target >= 1.5)",

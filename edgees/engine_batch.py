@@ -6,10 +6,12 @@ Layout of one call (n sequences, one unified KV cache, greedy):
     seq 1:   (the same prefix cells)    [ tail 1 ][ generated 1 ... ]
     ...
 
-1. The prefix is the longest token prefix common to all n prompts, kept at least one token short
-   of every prompt (each sequence needs its own last prompt token to produce logits). It is decoded
-   once on sequence 0, then llama_memory_seq_cp adds sequences 1..n-1 to its cells (a unified
-   cache shares cells: no copy, no extra memory).
+1. Shared prompt tokens are decoded once: the prompts form a prefix tree (share_plan), and every
+   run of tokens that several prompts have in common at the same positions (the chat template and
+   system prompt of all of them; "What is 2" of the sums starting with 2) is decoded on one of
+   them, then llama_memory_seq_cp adds the others to its cells (a unified cache shares cells: no
+   copy, no extra memory). Tree levels go in waves, a parent's cells before its children's. A
+   token that needs logits is never shared (each sequence keeps at least its last prompt token).
 2. The tails are decoded together, in chunks of at most n_batch tokens, logits on each last token.
 3. Each step decodes one token per live sequence; a sequence leaves at an end-of-generation token,
    at a stop string or at max_tokens.
@@ -100,26 +102,67 @@ def _chunks(out_flags: np.ndarray, cap: int, out_cap: int):
         s = e
 
 
+Segment = tuple  # (owner sequence, start position, end position, member sequences incl. owner)
+
+
+def share_plan(seqs: list[list[int]], limit: list[int]) -> tuple[list[list[Segment]], list[int]]:
+    """The prefix tree of seqs, as waves of shared segments, and where each sequence's own tokens
+    start. Sequence i may share positions < limit[i]. A segment (owner, s, e, members) is tokens
+    [s, e) that every member has in common (and their parents' tokens before s); wave k+1 holds
+    the children of wave k's segments. Pure: tested on its own."""
+    waves: list[list[Segment]] = []
+    own_from = [0] * len(seqs)
+    groups = [(list(range(len(seqs))), 0)] if len(seqs) > 1 else []
+    while groups:
+        wave, children = [], []
+        for members, start in groups:
+            cap = min(limit[i] for i in members)
+            first = seqs[members[0]]
+            end = start
+            while end < cap and all(seqs[i][end] == first[end] for i in members[1:]):
+                end += 1
+            if end > start:
+                wave.append((members[0], start, end, members))
+                for i in members:
+                    own_from[i] = end
+            by_token: dict[int, list[int]] = {}
+            for i in members:
+                if limit[i] > end:
+                    by_token.setdefault(seqs[i][end], []).append(i)
+            children += [(sub, end) for sub in by_token.values() if len(sub) > 1]
+        if wave:
+            waves.append(wave)
+        groups = children
+    return waves, own_from
+
+
 def _prefill(engine, seqs: list[list[int]], upto: list[int], first_out: list[int], out_cap: int):
-    """Decode a shared prefix once, share its cells, then each sequence's tokens up to `upto[i]`
-    (exclusive), with logits from position first_out[i] on. Yields (seq, position, logits row)
-    for every output, in order, each row valid only until the next yield's decode."""
+    """Decode the tokens the sequences share once (share_plan), then each sequence's own tokens up
+    to `upto[i]` (exclusive), with logits from position first_out[i] on. Yields (seq, position,
+    logits row) for every output, in order, each row valid only until the next yield's decode."""
     ctx, batch, cap = engine._ctx, engine._batch, engine._n_batch
     mem = L.llama_get_memory(ctx)
     L.llama_memory_clear(mem, False)
-    n_pre = min(common_prefix(seqs), min(first_out))
-    for s in range(0, n_pre, cap):
-        e = min(n_pre, s + cap)
-        batch.decode(ctx, seqs[0][s:e], np.arange(s, e), 0, 0)
-    for i in range(1, len(seqs)):
-        L.llama_memory_seq_cp(mem, 0, i, -1, -1)
-    tok = np.concatenate([np.asarray(t[n_pre:u], np.int32) for t, u in zip(seqs, upto)])
-    pos = np.concatenate([np.arange(n_pre, u, dtype=np.int32) for u in upto])
-    seq = np.concatenate([np.full(u - n_pre, i, np.int32) for i, u in enumerate(upto)])
+    waves, own_from = share_plan(seqs, first_out)
+    shared = decoded = 0
+    for wave in waves:
+        tok = np.concatenate([np.asarray(seqs[o][s:e], np.int32) for o, s, e, _ in wave])
+        pos = np.concatenate([np.arange(s, e, dtype=np.int32) for _, s, e, _ in wave])
+        seq = np.concatenate([np.full(e - s, o, np.int32) for o, s, e, _ in wave])
+        for s, e in _chunks(np.zeros(len(tok), np.int8), cap, 0):
+            batch.decode(ctx, tok[s:e], pos[s:e], seq[s:e], 0)
+        for owner, s, e, members in wave:
+            for m in members[1:]:
+                L.llama_memory_seq_cp(mem, owner, m, s, e)
+            shared += (e - s) * (len(members) - 1)
+        decoded += len(tok)
+    tok = np.concatenate([np.asarray(t[f:u], np.int32) for t, f, u in zip(seqs, own_from, upto)])
+    pos = np.concatenate([np.arange(f, u, dtype=np.int32) for f, u in zip(own_from, upto)])
+    seq = np.concatenate([np.full(u - f, i, np.int32) for i, (f, u) in enumerate(zip(own_from, upto))])
     out = (pos >= np.asarray(first_out, np.int32)[seq]).astype(np.int8)
-    engine.last_stats["prefix_tokens"] = engine.last_stats.get("prefix_tokens", 0) + n_pre
-    engine.last_stats["decoded_prompt_tokens"] = (engine.last_stats.get("decoded_prompt_tokens", 0)
-                                                  + n_pre + len(tok))
+    st = engine.last_stats
+    st["shared_tokens"] = st.get("shared_tokens", 0) + shared
+    st["decoded_prompt_tokens"] = st.get("decoded_prompt_tokens", 0) + decoded + len(tok)
     for s, e in _chunks(out, cap, out_cap):
         batch.decode(ctx, tok[s:e], pos[s:e], seq[s:e], out[s:e])
         for j in np.flatnonzero(out[s:e]):
@@ -200,13 +243,15 @@ def _log_softmax_at(row: np.ndarray, token: int) -> float:
     return float(r[token] - m - np.log(np.exp(r - m).sum()))
 
 
-def score(engine, prompts: list, targets: list) -> list[float]:
+def score(engine, prompts: list, targets: list, end_token: int | None = None) -> list[float]:
     t0 = time.perf_counter()
     engine.last_stats = {}
     if len(prompts) != len(targets):
         raise ValueError(f"score: {len(prompts)} prompts but {len(targets)} targets")
     ptoks = [engine.prompt_tokens(p) for p in prompts]
     ttoks = [engine.tokenize(t, add_special=False, parse_special=False) for t in targets]
+    if end_token is not None:
+        ttoks = [t + [end_token] for t in ttoks]
     full = [p + t for p, t in zip(ptoks, ttoks)]
     result = [0.0] * len(full)
     todo = [i for i in range(len(full)) if ttoks[i]]

@@ -204,3 +204,27 @@ def test_weights_changed_drops_stale_state(tiny_engine):
     eng.weights_changed()
     assert eng.generate(PROMPTS, max_tokens=6) == base
     assert changed_logits.tobytes() != eng.logits("hello").tobytes()
+
+
+def test_share_plan_decodes_each_shared_run_once():
+    seqs = [[1, 2, 3, 4, 5], [1, 2, 3, 7, 8], [1, 2, 9, 9], [1, 2, 3, 4, 6], [5, 5]]
+    waves, own_from = engine_batch.share_plan(seqs, [len(s) - 1 for s in seqs])
+    # no token is common to all five; [1, 2] to four of them, then [3] to three, [4] to two
+    assert waves == [[(0, 0, 2, [0, 1, 2, 3])], [(0, 2, 3, [0, 1, 3])], [(0, 3, 4, [0, 3])]]
+    assert own_from == [4, 3, 2, 4, 0]
+    # a token that needs logits (at or past limit) is never shared
+    waves, own_from = engine_batch.share_plan([[1, 2, 3], [1, 2, 3]], [1, 2])
+    assert waves == [[(0, 0, 1, [0, 1])]] and own_from == [1, 1]
+    assert engine_batch.share_plan([[1, 2]], [1]) == ([], [0])
+
+
+def test_shared_prefix_tree_gives_the_same_answers_and_logits(tiny_engine):
+    _, eng = tiny_engine
+    prompts = ["the cat sat", "the cat ran", "the dog", "a bird", "the cat sat down"]
+    batched = eng.generate(prompts, max_tokens=6)
+    assert eng.last_stats["shared_tokens"] > 0
+    assert batched == [eng.generate([p], max_tokens=6)[0] for p in prompts]
+    targets = [" on", " off", " barked", " flew", " now"]
+    together = eng.score(prompts, targets)
+    alone = [eng.score([p], [t])[0] for p, t in zip(prompts, targets)]
+    assert together == alone  # bit for bit: sharing cells changes nothing a sequence computes
