@@ -47,9 +47,9 @@ class JinjaTemplate:
         self._template = env.from_string(source)
         self.bos_token, self.eos_token = bos_token, eos_token
 
-    def render(self, messages: Sequence[tuple[str, str]]) -> str:
+    def render(self, messages: Sequence[tuple[str, str]], add_generation_prompt: bool = True) -> str:
         return self._template.render(messages=[{"role": r, "content": c} for r, c in messages],
-                                     add_generation_prompt=True, bos_token=self.bos_token,
+                                     add_generation_prompt=add_generation_prompt, bos_token=self.bos_token,
                                      eos_token=self.eos_token)
 
 

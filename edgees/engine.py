@@ -151,6 +151,7 @@ class Engine:
         self._ctx_shape = (0, 0, 0, 0)  # (n_ctx, n_seq_max, n_outputs_max, n_ubatch) of the context
         self._batch = None
         self._pieces: dict[int, bytes] = {}
+        self._end_of_turn: int | None = None
         self.last_stats: dict = {}
         if not self.path.is_file():
             raise ModelNotFound(f"no such model file: {self.path}")
@@ -278,23 +279,28 @@ class Engine:
         return min(self.n_seq, fit)
 
     # ---- text <-> tokens ----------------------------------------------------------------------
-    def render(self, prompt) -> str:
-        """A prompt as text: a str is used as is; chat messages go through the chat template."""
+    def render(self, prompt, add_generation_prompt: bool = True) -> str:
+        """A prompt as text: a str is used as is; chat messages go through the chat template
+        (ending with the assistant turn's opening unless add_generation_prompt is False)."""
         if isinstance(prompt, str):
             return prompt
         msgs = [(m["role"], m["content"]) if isinstance(m, dict) else (m.role, m.content)
                 for m in prompt]
         if self._jinja is not None:
             try:
-                return self._jinja.render(msgs)
+                return self._jinja.render(msgs, add_generation_prompt)
             except Exception as e:  # the template rejected these messages (raise_exception)
                 raise EdgeesError(f"{self.path.name}: the chat template rejects this prompt: {e}") from None
+        return self._render_builtin(msgs, add_generation_prompt)
+
+    def _render_builtin(self, msgs, add_generation_prompt: bool) -> str:
         keep = [(r.encode(), c.encode()) for r, c in msgs]
         chat = (L.llama_chat_message * len(keep))(*[L.llama_chat_message(r, c) for r, c in keep])
         size = 2 * sum(len(r) + len(c) for r, c in keep) + 512
         for _ in range(2):
             buf = ctypes.create_string_buffer(size)
-            n = L.llama_chat_apply_template(self.chat_template, chat, len(keep), True, buf, size)
+            n = L.llama_chat_apply_template(self.chat_template, chat, len(keep), add_generation_prompt,
+                                            buf, size)
             if n < 0:
                 raise UnsupportedModel(f"{self.path.name}: llama.cpp does not recognise this model's "
                                        "chat template; give raw-text prompts (a task with chat=False)")
@@ -341,6 +347,25 @@ class Engine:
     def is_eog(self, token: int) -> bool:
         return bool(L.llama_vocab_is_eog(self._vocab, token))
 
+    def end_of_turn(self) -> int:
+        """The token that ends an assistant answer, as the chat template writes it (SmolLM2
+        <|im_end|>, gemma <end_of_turn>): the first token after an assistant message's content,
+        if it ends generation; else the vocabulary's EOS. What score(..., end_turn=True) appends."""
+        if self._end_of_turn is None:
+            token = int(L.llama_vocab_eos(self._vocab))
+            mark = "EDGEES_ANSWER_MARK"
+            try:
+                text = self.render([{"role": "user", "content": "ping"},
+                                    {"role": "assistant", "content": mark}], add_generation_prompt=False)
+                after = text[text.index(mark) + len(mark):]
+                toks = self.tokenize(after, add_special=False) if after else []
+                if toks and self.is_eog(toks[0]):
+                    token = toks[0]
+            except (EdgeesError, ValueError):
+                pass  # a template that cannot render an answer: the EOS it declares
+            self._end_of_turn = token
+        return self._end_of_turn
+
     # ---- evaluation ---------------------------------------------------------------------------
     def generate(self, prompts, max_tokens: int | None = None, stop=None) -> list[str]:
         """Greedy completions of each prompt, all decoded together (see the module docstring).
@@ -352,11 +377,12 @@ class Engine:
         return generate(self, list(prompts), self.max_tokens if max_tokens is None else int(max_tokens),
                         [s for s in (stop or []) if s])
 
-    def score(self, prompts, targets) -> list[float]:
+    def score(self, prompts, targets, end_turn: bool = False) -> list[float]:
         """Teacher-forced log-likelihood (natural log, summed over tokens) of each target after its
-        prompt; the target is tokenized on its own, without special tokens."""
+        prompt; the target is tokenized on its own, without special tokens. end_turn=True also
+        scores the end-of-turn token after it (end_of_turn()): the answer and nothing more."""
         from edgees.engine_batch import score
-        return score(self, list(prompts), list(targets))
+        return score(self, list(prompts), list(targets), self.end_of_turn() if end_turn else None)
 
     def logits(self, prompt) -> np.ndarray:
         """(n_vocab,) float32 logits after the prompt's last token, from an empty KV memory."""

@@ -5,7 +5,12 @@ Layout of a run dir:
   steps.log      line 1 `edgees-steps 1`; then one record per step: `<json>\t<crc32 hex>\n`
   metrics.jsonl  per-step metrics for people and plots (not needed to rebuild weights)
   run.lock       held (flock) by the one process writing this run
-  residual/      residual mode only: e snapshots, `e-<step>.npz`, written atomically
+
+No weights and no error-feedback state are written, in any mode: the log is the checkpoint. In
+residual mode e after step t is rebuilt together with the weights by replaying the log (one dense
+update per step, exact). A snapshot of e would not spare that replay, since the weights at step t
+need it as well, and e costs 2 bytes per weight, more than the 4-bit model itself.
+
 A record is appended with one write() and fsync. A last line without its newline that is a
 prefix of a well-formed record is a torn tail (a crash mid-append): it is dropped and the file
 truncated before the next append. A complete line whose checksum fails, anywhere, is corruption and

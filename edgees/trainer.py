@@ -34,7 +34,7 @@ def step_prompts(n_train: int, seed: int, step: int, m: int) -> np.ndarray:
 
 def _mean_reward(task, engine, examples) -> float:
     try:
-        rewards, _, _ = task.evaluate(engine, examples)
+        rewards = task.train_rewards(engine, examples)
     except EdgeesError:  # TaskError included: already one line for the user
         raise
     except Exception as exc:  # a user's reward function failing inside a run
@@ -49,6 +49,8 @@ def heldout_metrics(task, engine, heldout, n: int) -> dict:
     t0 = time.perf_counter()
     _, metrics, _ = task.evaluate(engine, heldout[:n])
     metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    if task.reward_mode == "likelihood":  # the training objective on held-out prompts, too
+        metrics["loglik"] = float(np.mean(task.train_rewards(engine, heldout[:n])))
     metrics["seconds"] = time.perf_counter() - t0
     metrics["n"] = min(n, len(heldout))
     return metrics

@@ -59,3 +59,12 @@ def test_finetune_verify_export_on_smollm2(smollm2_path, tmp_path):
         assert res.returncode == 0, res.stderr[-1000:]
     assert out.stat().st_size > 0
     assert sha256_file(smollm2_path) == sha
+
+
+@pytest.mark.real
+def test_end_of_turn_comes_from_the_chat_template(smollm2_path, gemma_path):
+    from edgees.engine import Engine
+    with Engine(smollm2_path, n_threads=2) as eng:  # its EOT id is <|endoftext|>; a turn ends <|im_end|>
+        assert eng.piece(eng.end_of_turn()) == b"" and eng._special_text(eng.end_of_turn()) == "<|im_end|>"
+    with Engine(gemma_path, n_threads=2) as eng:
+        assert eng._special_text(eng.end_of_turn()) == "<end_of_turn>"

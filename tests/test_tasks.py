@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgees.errors import TaskError
@@ -602,3 +603,46 @@ def test_user_tasks_run_through_edgees_eval(tiny_models, tmp_path, onnx_models):
         out = _eval_cli(tiny_models["Q4_K"], spec, *opts)
         assert out.returncode == 0, f"{spec}: {out.stderr[-800:]}"
         assert json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- reward=likelihood: the log-likelihood of the reference answer ---------------------------
+
+def test_likelihood_reward_option_is_checked(tmp_path):
+    assert get_task("arithmetic").reward_mode == "generate"
+    assert get_task("arithmetic", reward="likelihood").reward_mode == "likelihood"
+    with pytest.raises(TaskError, match="unknown reward 'best'; use reward=generate"):
+        get_task("arithmetic", reward="best")
+    data = write(tmp_path / "d.jsonl", ['{"prompt": "p", "answer": "a.*"}'])
+    with pytest.raises(TaskError, match="match=regex the answers are patterns"):
+        get_task(f"jsonl:{data}", match="regex", reward="likelihood")
+    with pytest.raises(TaskError, match="no reference answers"):
+        get_task("countdown", seed=0).reference(Example(prompt="p"))
+
+
+def test_likelihood_reward_scores_the_reference_and_the_end_of_turn(tmp_path):
+    engine_mod = pytest.importorskip("edgees.engine")
+    from edgees.engine_batch import last_logits
+    from edgees.tinymodel import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny.gguf", "Q8_0", seed=0)
+    data = write(tmp_path / "d.jsonl", ['{"prompt": "say one", "answer": ["1", "1.0"]}',
+                                        '{"prompt": "say two", "answer": "2"}'])
+    with engine_mod.Engine(model, n_seq=4) as engine:
+        eot = engine.end_of_turn()
+        assert engine.is_eog(eot)
+        for task in (get_task("arithmetic", reward="likelihood"),
+                     get_task(f"jsonl:{data}", match="numeric", reward="likelihood")):
+            examples = task.split(n_heldout=2)[1] + task.split(n_train=2)[0]
+            refs = [task.reference(e) for e in examples]
+            assert all(r.isdigit() for r in refs)  # a list answer scores its first form
+            got = task.train_rewards(engine, examples)
+            plain = engine.score([e.prompt for e in examples], refs)
+            for lp, without, e, ref in zip(got, plain, examples, refs):
+                toks = engine.prompt_tokens(e.prompt) + engine.tokenize(ref, add_special=False,
+                                                                       parse_special=False)
+                row = last_logits(engine, toks).astype(np.float64)
+                end = row[eot] - row.max() - np.log(np.exp(row - row.max()).sum())
+                assert lp == pytest.approx(without + end, abs=1e-3)
+        generate = get_task("arithmetic")
+        ex = generate.split(n_heldout=2)[1]
+        assert generate.train_rewards(engine, ex) == generate.evaluate(engine, ex)[0]

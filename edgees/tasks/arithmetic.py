@@ -18,6 +18,8 @@ Reward (shaped; a binary strict reward gives ES nothing to climb on SmolLM2-135M
   + 0.1 * closeness         when the final number is wrong: clip(1 - |final - sum| / 20, 0, 1)
   0.0                       no number at all (empty, prose, malformed)
 Everything below strict stays < 0.7, so strict answers always win.
+reward=likelihood instead trains on the log-likelihood of the bare sum and the end of the turn
+("78<|im_end|>"): no generation per member, and a slope even while no answer is strict.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from edgees.tasks.base import (Example, Task, bare_number, check_lengths, hash_split, last_number, mean,
-                               numbers_in, user)
+                               numbers_in, reward_mode, user)
 
 QUESTION = "What is {a}+{b}? Answer with just the number."
 
@@ -65,7 +67,8 @@ class Arithmetic(Task):
     chat = True
     default_heldout = 40
 
-    def __init__(self, *, max_tokens: int = 16, heldout_every: int = 5):
+    def __init__(self, *, max_tokens: int = 16, heldout_every: int = 5, reward: str = "generate"):
+        self.reward_mode = reward_mode(self.name, reward)
         self.max_tokens = int(max_tokens)
         self.stop = ["\n\n"]
         self.heldout_every = int(heldout_every)
@@ -79,6 +82,9 @@ class Arithmetic(Task):
         train, heldout = hash_split(pairs, key=lambda p: ("arithmetic", p[0], p[1]),
                                     heldout_every=self.heldout_every)
         return [self.example(a, b) for a, b in train], [self.example(a, b) for a, b in heldout]
+
+    def reference(self, example: Example) -> str:
+        return str(example.fields["answer"])
 
     def rewards(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
         check_lengths(self.name, examples, completions)

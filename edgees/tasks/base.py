@@ -74,6 +74,27 @@ class Task:
     def metrics(self, examples: Sequence[Example], completions: Sequence[str]) -> dict[str, float]:
         return {"reward": mean(self.rewards(examples, completions))}
 
+    # ---- what ES climbs ------------------------------------------------------------------------
+    reward_mode: str = "generate"  # or "likelihood" (tasks with reference answers, option reward=)
+
+    def reference(self, example: Example) -> str:
+        """The reference answer of an example, as the model should write it (reward=likelihood)."""
+        raise TaskError(f"task {self.name} has no reference answers, so reward=likelihood cannot "
+                        "score them; use reward=generate")
+
+    def train_rewards(self, engine, examples: Sequence[Example]) -> list[float]:
+        """One reward per example, the number fine-tuning climbs on a step's prompts.
+
+        reward=generate: greedy completions scored by rewards(). reward=likelihood: the teacher-forced
+        log-likelihood of the reference answer followed by the end of the turn (Engine.score): one
+        batched prefill and no generation, a dense signal even while no greedy answer is right,
+        the objective of supervised fine-tuning. Held-out metrics always come from generation."""
+        examples = list(examples)
+        if self.reward_mode == "likelihood":
+            return list(engine.score([e.prompt for e in examples], [self.reference(e) for e in examples],
+                                     end_turn=True))
+        return self.evaluate(engine, examples)[0]
+
     def evaluate(self, engine, examples: Sequence[Example]) -> tuple[list[float], dict, list[str]]:
         """Generate greedily, then score: (rewards, metrics, completions)."""
         examples = list(examples)
@@ -87,6 +108,17 @@ class Task:
 
 
 # ---- helpers shared by the task modules ------------------------------------------------------
+
+REWARD_MODES = ("generate", "likelihood")
+
+
+def reward_mode(task_name: str, value: str) -> str:
+    """Check a reward= option."""
+    if value not in REWARD_MODES:
+        raise TaskError(f"task {task_name}: unknown reward {value!r}; use reward=generate (score greedy "
+                        "answers) or reward=likelihood (log-likelihood of the reference answer)")
+    return value
+
 
 def stable_hash(*parts: Any) -> int:
     """A 64-bit integer from sha256 of the parts' repr: identical on every platform and run."""

@@ -23,7 +23,8 @@ Matching (option match=):
   regex    the answer is a Python regex; strict: fullmatch of the trimmed completion; lenient: search
 Reward: 1.0 strict, 0.5 lenient; otherwise a small shaping term so ES has a slope: exact 0.25 x
 character similarity (difflib ratio), numeric 0.2 if the number appears at all plus 0.1 x closeness of
-the last number, regex 0.
+the last number, regex 0. reward=likelihood trains on the log-likelihood of the (first) reference
+answer instead (exact and numeric; a regex is not a text to score).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any, Sequence
 
 from edgees.errors import TaskError
 from edgees.tasks.base import (Example, Task, bare_number, check_lengths, is_heldout, last_number, mean,
-                               numbers_in, stable_hash, user)
+                               numbers_in, reward_mode, stable_hash, user)
 
 PROMPT_KEYS = ("prompt", "question", "messages", "text")
 ANSWER_KEYS = ("answer", "completion", "response", "target")
@@ -211,10 +212,14 @@ class JsonlTask(Task):
     default_heldout = None  # all held-out lines
 
     def __init__(self, path: str, *, match: str = "exact", max_tokens: int = 64, stop=None,
-                 chat: bool = True, heldout_every: int = 5):
+                 chat: bool = True, heldout_every: int = 5, reward: str = "generate"):
         if match not in ("exact", "numeric", "regex"):
             raise TaskError(f"task jsonl:{path}: unknown match {match!r}; use match=exact, numeric or regex")
         self.name = f"jsonl:{path}"
+        self.reward_mode = reward_mode(self.name, reward)
+        if reward == "likelihood" and match == "regex":
+            raise TaskError(f"task {self.name}: reward=likelihood scores a reference text, and with "
+                            "match=regex the answers are patterns; use match=exact or numeric")
         self.path = Path(path)
         self.match = match
         self.max_tokens = int(max_tokens)
@@ -246,6 +251,10 @@ class JsonlTask(Task):
         train, heldout = split_records(self.records, self.heldout_every)
         make = lambda r: Example(prompt=r.prompt, fields=r.fields)  # noqa: E731
         return [make(r) for r in train], [make(r) for r in heldout]
+
+    def reference(self, example: Example) -> str:
+        answer = example.fields["answer"]
+        return answer[0] if isinstance(answer, list) else answer
 
     def _matches(self, examples, completions):
         check_lengths(self.name, examples, completions)
