@@ -20,6 +20,7 @@
 #define EDG_MAG_LEN 127
 #define EDG_INDEX_LEN 4096
 #define EDG_GOLDEN 0x9E3779B97F4A7C15ULL
+#define EDG_GOLDEN_INV 0xF1DE83E19937733DULL /* EDG_GOLDEN * EDG_GOLDEN_INV == 1 mod 2^64 */
 #define EDG_CHUNK_MUL 0xD1B54A32D192ED03ULL
 
 static inline uint64_t edg_mix64(uint64_t x) {
@@ -47,37 +48,56 @@ void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk,
 /* Up to max next nonzeros into pos/val (chunk-relative positions, values); returns how many, fewer
  * than max only when the stream is exhausted. The stream state stays in locals for
  * the whole batch (stores through int8_t may alias anything, so a per-entry call would
- * reload the state after every value it writes). */
+ * reload the state after every value it writes). The common case of each draw runs straight
+ * through: the gap found by one index look-up and one comparison, magnitude 1 after one comparison,
+ * the sign a bit of the draw xor the stream's; the rare cases (a longer gap search, a gap of
+ * EDG_GAP_LEN or more, a larger magnitude, the end of the chunk) branch off. The end of the chunk
+ * is noticed by the first draw past it (which is never emitted), so the loop tests only that. */
+#if defined(__GNUC__) || defined(__clang__)
+#define EDG_RARE(x) __builtin_expect(!!(x), 0)
+#else
+#define EDG_RARE(x) (x)
+#endif
 static inline int edg_stream_fill(edg_stream *s, uint16_t *pos, int8_t *val, int max) {
+    if (s->pos >= s->length || max <= 0) return 0;
     int64_t p = s->pos;
     const int64_t length = s->length;
-    uint64_t t = s->t;
-    const uint64_t key = s->key;
-    const uint64_t *gap = s->gap, *mag = s->mag;
+    uint64_t x = s->key + s->t * EDG_GOLDEN; /* the counter, as the hash input of draw t */
+    const uint64_t neg = (uint64_t)(s->neg != 0);
+    const uint64_t *gap = s->gap;
+    const uint64_t lo_big = 2 * s->mag[0]; /* low 32 bits of a draw at or above: magnitude > 1 */
     const uint16_t *index = s->index;
-    const int neg = s->neg;
     int n = 0;
-    while (n < max && p < length) {
-        t += 1;
-        uint64_t d = edg_mix64(key + t * EDG_GOLDEN);
-        uint64_t hi = d >> 32;
+    while (n < max) {
+        x += EDG_GOLDEN;
+        const uint64_t d = edg_mix64(x);
+        const uint64_t hi = d >> 32;
         int64_t g = index[hi >> 20];
         g += gap[g] <= hi;
-        while (gap[g] <= hi) g++;
-        if (g == EDG_GAP_LEN) { p += EDG_GAP_LEN; continue; }
-        int64_t where = p + g;
+        if (EDG_RARE(gap[g] <= hi)) {
+            while (gap[g] <= hi) g++;
+        }
+        if (EDG_RARE(g == EDG_GAP_LEN)) { /* no nonzero in the next EDG_GAP_LEN positions */
+            p += EDG_GAP_LEN;
+            if (p >= length) break;
+            continue;
+        }
+        const int64_t where = p + g;
         p = where + 1;
-        if (where >= length) break;
-        uint64_t lo = d & 0xFFFFFFFFULL, r = lo >> 1;
-        int m = 1;
-        while (m < EDG_MAG_LEN && mag[m - 1] <= r) m++;
-        int v = (lo & 1) ? -m : m;
+        if (EDG_RARE(where >= length)) break;
+        int v = 1 - 2 * (int)((d ^ neg) & 1);
+        if (EDG_RARE((d & 0xFFFFFFFFULL) >= lo_big)) { /* mag[0] <= lo >> 1 */
+            const uint64_t *mag = s->mag, r = (d & 0xFFFFFFFFULL) >> 1;
+            int m = 1;
+            while (m < EDG_MAG_LEN && mag[m - 1] <= r) m++;
+            v *= m;
+        }
         pos[n] = (uint16_t)where;
-        val[n] = (int8_t)(neg ? -v : v);
+        val[n] = (int8_t)v;
         n++;
     }
     s->pos = p;
-    s->t = t;
+    s->t = (x - s->key) * EDG_GOLDEN_INV;
     return n;
 }
 
