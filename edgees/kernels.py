@@ -45,9 +45,10 @@ def _laws(slots: list[Slot], sigma: float) -> list[tuple]:
 
 
 def _record(raw: tuple[bytes, bytes, bytes]) -> ChunkRecord:
+    """Read-only views of the bytes the kernel returned (a record is never written after)."""
     counts, pos, val = raw
-    return ChunkRecord(np.frombuffer(counts, np.uint32).copy(), np.frombuffer(pos, np.uint16).copy(),
-                       np.frombuffer(val, np.int8).copy())
+    return ChunkRecord(np.frombuffer(counts, np.uint32), np.frombuffer(pos, np.uint16),
+                       np.frombuffer(val, np.int8))
 
 
 def _record_args(rec: ChunkRecord) -> tuple:
