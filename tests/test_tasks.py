@@ -646,3 +646,10 @@ def test_likelihood_reward_scores_the_reference_and_the_end_of_turn(tmp_path):
         generate = get_task("arithmetic")
         ex = generate.split(n_heldout=2)[1]
         assert generate.train_rewards(engine, ex) == generate.evaluate(engine, ex)[0]
+
+
+def test_eval_reports_loglik_with_reward_likelihood(tiny_models):
+    out = _eval_cli(tiny_models["Q4_K"], "arithmetic", "reward=likelihood")
+    assert out.returncode == 0, out.stderr[-800:]
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])["metrics"]
+    assert metrics["loglik"] < 0 and {"strict", "lenient", "reward"} <= set(metrics)

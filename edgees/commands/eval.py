@@ -50,7 +50,12 @@ def run(args) -> int:
             load_s = time.perf_counter() - t_start
             _, examples = task.split(n_heldout=args.n)
             completions, prompt_tokens, generated, wall = _generate(engine, task, examples, args)
+            loglik = None
+            if task.reward_mode == "likelihood":  # the training objective, as finetune reports it
+                loglik = sum(task.train_rewards(engine, examples)) / max(1, len(examples))
     metrics = task.metrics(examples, completions)
+    if loglik is not None:
+        metrics["loglik"] = loglik
     total_s = time.perf_counter() - t_start
     result = {
         "model": args.model, "path": str(path), "task": args.task, "n": len(examples),
