@@ -20,18 +20,30 @@ def write_curve(run_path: Path, out: Path | None = None) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if steps:
-        ax.plot(steps, [r["reward_mean"] for r in rows if "reward_mean" in r], color="#888",
-                lw=1, label="mean member reward (train)")
     evals = [(r["step"], r["heldout"]) for r in rows if "heldout" in r]
-    keys = [k for k in (evals[0][1] if evals else {}) if k not in ("seconds", "n")]
+    rewards = [r["reward_mean"] for r in rows if "reward_mean" in r]
+    # log-likelihoods (reward=likelihood: the train reward and held-out loglik) are negative nats,
+    # not fractions: they get their own axis on the right
+    nats = [k for k in ("loglik",) if evals and k in evals[0][1]]
+    rax = ax.twinx() if nats or any(r < 0 or r > 1.5 for r in rewards) else None
+    if steps:
+        (rax or ax).plot(steps, rewards, color="#888", lw=1, label="mean member reward (train)")
+    keys = [k for k in (evals[0][1] if evals else {}) if k not in ("seconds", "n", *nats)]
     for k in keys[:4]:
         ax.plot([s for s, _ in evals], [m.get(k, float("nan")) for _, m in evals], marker="o", label=f"held-out {k}")
+    for k in nats:
+        rax.plot([s for s, _ in evals], [m.get(k, float("nan")) for _, m in evals], marker="s", color="#c0392b",
+                 label=f"held-out {k}")
     ax.set_xlabel("step")
     ax.set_ylabel("reward / accuracy")
     ax.set_title(f"edgees run {Path(run_path).name}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", framealpha=0.8)
+    handles, labels = ax.get_legend_handles_labels()
+    if rax is not None:
+        rax.set_ylabel("log-likelihood (nats)")
+        more = rax.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, fontsize=8, loc="upper left", framealpha=0.8)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
