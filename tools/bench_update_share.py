@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""The update's share of a fine-tuning step on the default config, with a full replay window.
+
+A real run only reaches a full window after K steps (K = 50: over an hour on 2 cores), so this
+builds one directly: K real replay updates of the default config (its pairs, sigma, alpha, gamma,
+window; the pair seeds of a run, coefficients z-scored from a fixed random draw instead of
+rewards), then times update K + 1. In the same run it times one step's evaluation the way the
+trainer does it: 2 x pairs members, each a fused restore + perturb and the task's rewards on the
+step's prompts. Prints both and their ratio (the issue's target: at most 0.20).
+
+  python tools/bench_update_share.py [MODEL] [--task arithmetic] [--threads N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", nargs="?", default="smollm2-135m")
+    ap.add_argument("--task", default="arithmetic")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    from edgees import qes
+    from edgees.engine import load_live
+    from edgees.gguffile import WorkingCopy
+    from edgees.kernels import StepSpec, default_threads
+    from edgees.models import resolve_model
+    from edgees.state import WeightState
+    from edgees.tasks.base import get_task
+    from edgees.trainer import step_prompts
+
+    cfg = qes.QESConfig()
+    say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    rng = np.random.default_rng(0)
+
+    def spec(t: int) -> StepSpec:
+        coefs = qes.coefficients(rng.standard_normal(cfg.pairs), rng.standard_normal(cfg.pairs), cfg.coef)
+        return StepSpec(qes.pair_seeds(cfg.seed, t, cfg.pairs), tuple(float(a) for a in coefs), cfg.alpha, cfg.sigma)
+
+    with WorkingCopy(resolve_model(args.model)) as wc:
+        state = WeightState(wc, ef="replay", window=cfg.window, gamma=cfg.gamma, threads=args.threads)
+        t0 = time.perf_counter()
+        changed = []
+        for t in range(cfg.window):
+            changed.append(state.apply(spec(t))["changed"])
+            say(f"window: update {t + 1}/{cfg.window} ({time.perf_counter() - t0:.0f} s)")
+        t1 = time.perf_counter()
+        stats = state.apply(spec(cfg.window))
+        update_s = time.perf_counter() - t1
+
+        task = get_task(args.task)
+        train, _ = task.split(n_heldout=cfg.eval_n)
+        batch = [train[i] for i in step_prompts(len(train), cfg.seed, cfg.window, cfg.prompts)]
+        engine = load_live(wc, n_threads=args.threads)
+        try:
+            seeds = qes.pair_seeds(cfg.seed, cfg.window + 1, cfg.pairs)
+            current = None
+            t2 = time.perf_counter()
+            for j, s in enumerate(seeds):
+                for sign in (1, -1):
+                    engine.synchronize()
+                    current = (state.perturb(sign * s, cfg.sigma) if current is None
+                               else state.swap(current, sign * s, cfg.sigma))
+                    engine.weights_changed()
+                    task.train_rewards(engine, batch)
+                    say(f"evaluation: member {2 * j + (sign < 0) + 1}/{2 * cfg.pairs}")
+            engine.synchronize()
+            state.restore(current)
+            eval_s = time.perf_counter() - t2
+        finally:
+            engine.close()
+
+    out = {"model": args.model, "task": args.task, "pairs": cfg.pairs, "prompts": cfg.prompts,
+           "window": cfg.window, "sigma": cfg.sigma, "alpha": cfg.alpha,
+           "threads": state.threads or default_threads(),
+           "update_seconds": update_s, "eval_seconds": eval_s, "update_share": update_s / eval_s,
+           "codes_changed_last_update": int(stats["changed"]),
+           "codes_changed_median_window": float(np.median(changed)),
+           "window_bytes_in_ram": state.history_bytes()}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.model}, default config ({cfg.pairs} pairs x {cfg.prompts} prompts, K = {cfg.window}):\n"
+              f"  one replay update over a full window  {update_s:7.2f} s\n"
+              f"  one step's evaluation ({2 * cfg.pairs} members) {eval_s:7.2f} s\n"
+              f"  update share                          {update_s / eval_s:7.1%} (target <= 20%)")
+
+
+if __name__ == "__main__":
+    main()
