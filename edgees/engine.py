@@ -21,10 +21,11 @@ then proves it end to end: a write changes the logits, restoring the bytes resto
 Generation (engine_batch.py holds the decode loops): chat prompts are rendered with the model's own
 chat template in jinja2's sandbox (chat_template.py; llama.cpp's template function if it does not
 run there), tokenized, and decoded as parallel sequences of one context
-with a unified KV cache. The longest token prefix all prompts share is decoded once on sequence 0
-and its cells are shared with the others (llama_memory_seq_cp: in a unified cache, no copy); each
-step then decodes one token per live sequence. The context is sized to the batch: shared prefix +
-per sequence (its prompt tail + max_tokens) cells, rounded up to 256 in total. `mem_cap_mb` bounds
+with a unified KV cache. Every run of tokens that several prompts share (along their prefix tree:
+the template and system prompt of all, a common question stem of some) is decoded once and its
+cells are shared with the others (llama_memory_seq_cp: in a unified cache, no copy); each step
+then decodes one token per live sequence. The context is sized to the batch: the prefix common to
+all + per sequence (its prompt tail + max_tokens) cells, rounded up to 256 in total. `mem_cap_mb` bounds
 the KV + logits memory of one batch; larger requests run as several batches.
 
 Batch invariance (batched greedy == sequential greedy): llama.cpp's CPU flash attention computes a
