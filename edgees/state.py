@@ -1,8 +1,9 @@
 """The trainable weights of a run at a given step, and how to rebuild them from base + log.
 
 WeightState holds the kernel slots over a WorkingCopy plus what the chosen error-feedback mode
-needs: `replay` keeps the last K steps' applied code deltas in RAM (sparse; never written to disk,
-rebuilt by replaying the log), `residual` keeps e as int16 per weight, `off` keeps nothing.
+needs: `replay` keeps the last K steps' applied code deltas in RAM (packed, ~2 bytes per moved
+code; never written to disk, rebuilt by replaying the log), `residual` keeps e as int16 per weight,
+`off` keeps nothing.
 The weights after step t are a pure function of (base bytes, log records 0..t): rebuild() is how
 resume, verify and export all get them.
 """
@@ -46,7 +47,7 @@ class WeightState:
                 size = 0
             self.groups[-1].append(s)
             size += s.view.nbytes
-        self.history: list[tuple[kernels.StepSpec, list[kernels.ChunkRecord]]] = []
+        self.history: list[tuple[kernels.StepSpec, list[kernels.PackedRecord]]] = []
         self.residual = [np.zeros(s.n_elements, np.int16) for s in self.slots] if ef == "residual" else None
         self.step = 0  # updates applied so far
 
@@ -98,8 +99,8 @@ class WeightState:
             total["changed"] += stats["changed"]
             total["blocked"] += stats["blocked"]
             total["abs_v_max"] = max(total["abs_v_max"], stats["abs_v_max"])
-        if self.ef == "replay":
-            self.history.append((spec, records))
+        if self.ef == "replay":  # kept packed: ~2 bytes per moved code (native/pack.h)
+            self.history.append((spec, [kernels.pack(r) for r in records]))
             if len(self.history) > self.window:
                 self.history.pop(0)
         self.step += 1

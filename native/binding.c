@@ -65,6 +65,7 @@ static PyObject *py_pack_codes(PyObject *self, PyObject *args) {
 /* ------------------------------------------------------------------ QES kernels */
 #include "kernels.h"
 #include "noise.h"
+#include "pack.h"
 
 /* A growable set of held buffers, released together; blocks never move once allocated. */
 #define BUF_BLOCK 256
@@ -155,8 +156,37 @@ fail:
 }
 
 /* record: (counts_u32_buf, pos_u16_buf, val_i8_buf) */
+/* A packed history record: (b"packed", counts, offsets, data), see pack.h. */
+static int parse_packed(PyObject *o, int64_t n_jobs, bufset *bs, edg_record *r) {
+    PyObject *tag_o, *c_o, *o_o, *d_o;
+    if (!PyArg_ParseTuple(o, "OOOO", &tag_o, &c_o, &o_o, &d_o)) return -1;
+    r->counts = bufset_get(bs, c_o, 0, (Py_ssize_t)(4 * n_jobs), "record counts");
+    if (!r->counts) return -1;
+    if (bs->last->len != 4 * n_jobs) { PyErr_SetString(PyExc_ValueError, "record does not match the slots (job count)"); return -1; }
+    r->offsets = bufset_get(bs, o_o, 0, (Py_ssize_t)(8 * (n_jobs + 1)), "packed record offsets");
+    if (!r->offsets) return -1;
+    r->packed = bufset_get(bs, d_o, 0, 0, "packed record data");
+    if (!r->packed) {
+        if (PyErr_Occurred()) return -1;
+        r->packed = (const uint8_t *)""; /* an empty buffer may have no address; packed is the flag */
+    }
+    Py_ssize_t size = bs->last->len;
+    int64_t total = 0;
+    for (int64_t j = 0; j < n_jobs; j++) {
+        if (r->offsets[j] > r->offsets[j + 1]) { PyErr_SetString(PyExc_ValueError, "packed record offsets do not ascend"); return -1; }
+        total += r->counts[j];
+    }
+    if (r->offsets[0] != 0 || r->offsets[n_jobs] != (uint64_t)size) {
+        PyErr_SetString(PyExc_ValueError, "packed record offsets do not span its data");
+        return -1;
+    }
+    r->pos = NULL; r->val = NULL; r->total = total;
+    return 0;
+}
+
 static int parse_record(PyObject *o, int64_t n_jobs, bufset *bs, edg_record *r) {
     PyObject *c_o, *p_o, *v_o;
+    if (PyTuple_Check(o) && PyTuple_GET_SIZE(o) == 4) return parse_packed(o, n_jobs, bs, r);
     if (!PyArg_ParseTuple(o, "OOO", &c_o, &p_o, &v_o)) return -1;
     r->counts = bufset_get(bs, c_o, 0, (Py_ssize_t)(4 * n_jobs), "record counts");
     if (!r->counts) return -1;
@@ -296,6 +326,39 @@ done:
     return res;
 }
 
+/* pack_record((counts, pos, val)) -> (offsets uint64 bytes, data bytes): the packed form (pack.h) */
+static PyObject *py_pack_record(PyObject *self, PyObject *args) {
+    PyObject *rec_o, *c_o, *p_o, *v_o;
+    if (!PyArg_ParseTuple(args, "O", &rec_o) || !PyArg_ParseTuple(rec_o, "OOO", &c_o, &p_o, &v_o)) return NULL;
+    bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
+    PyObject *res = NULL;
+    const uint32_t *counts = bufset_get(bs, c_o, 0, 0, "record counts");
+    if (counts) {
+        int64_t n_jobs = bs->last->len / 4;
+        edg_record r = {0};
+        r.counts = (uint32_t *)counts;
+        for (int64_t j = 0; j < n_jobs; j++) r.total += counts[j];
+        r.pos = bufset_get(bs, p_o, 0, (Py_ssize_t)(2 * r.total), "record positions");
+        r.val = r.pos ? bufset_get(bs, v_o, 0, (Py_ssize_t)r.total, "record values") : NULL;
+        uint64_t *offsets = r.val ? PyMem_Malloc(8 * (size_t)(n_jobs + 1)) : NULL;
+        if (r.val && !offsets) PyErr_NoMemory();
+        if (offsets) {
+            uint8_t *data = NULL; int64_t size = 0; int rc;
+            Py_BEGIN_ALLOW_THREADS
+            rc = edg_record_pack(&r, n_jobs, offsets, &data, &size);
+            Py_END_ALLOW_THREADS
+            if (rc == -1) PyErr_NoMemory();
+            else if (rc == -2) PyErr_SetString(PyExc_ValueError, "record positions do not ascend within a job");
+            else res = Py_BuildValue("(y#y#)", (const char *)offsets, (Py_ssize_t)(8 * (n_jobs + 1)),
+                                     (const char *)data, (Py_ssize_t)size);
+            free(data);
+            PyMem_Free(offsets);
+        }
+    }
+    bufset_release(bs); PyMem_Free(bs);
+    return res;
+}
+
 /* chunk_noise(seed, key, chunk, length, gap, mag, index) -> (positions int64 bytes, values int8 bytes) */
 static PyObject *py_chunk_noise(PyObject *self, PyObject *args) {
     long long seed, length; unsigned long long key, chunk; PyObject *g_o, *m_o, *x_o;
@@ -335,6 +398,7 @@ static PyMethodDef methods[] = {
     {"update", py_update, METH_VARARGS, "update(slots, steps, hist, gamma, n_threads) -> (record, stats)"},
     {"chunk_noise", py_chunk_noise, METH_VARARGS, "chunk_noise(seed, key, chunk, length, gap, mag)"},
     {"mix64", py_mix64, METH_VARARGS, "mix64(x)"},
+    {"pack_record", py_pack_record, METH_VARARGS, "pack_record((counts, pos, val)) -> (offsets, data)"},
     {NULL, NULL, 0, NULL}
 };
 

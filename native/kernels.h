@@ -26,12 +26,15 @@ typedef struct {
     double sigma_t;            /* sigma in this slot's code steps */
 } edg_slot_law;
 
-/* A sparse per-job record: counts[n_jobs], and pos/val concatenated in job order. */
+/* A sparse per-job record: counts[n_jobs], and pos/val concatenated in job order. A history record
+ * given to edg_update may instead be packed (pack.h): pos and val NULL, packed/offsets set. */
 typedef struct {
     uint32_t *counts;
     uint16_t *pos;
     int8_t *val; /* values (code deltas) */
     int64_t total;
+    const uint8_t *packed;   /* packed form (edg_update history only), or NULL */
+    const uint64_t *offsets; /* packed: where each job's stream starts, n_jobs + 1 entries */
 } edg_record;
 
 typedef struct {

@@ -20,6 +20,7 @@
 #include "codes.h"
 #include "jobs.h"
 #include "noise.h"
+#include "pack.h"
 
 /* ------------------------------------------------------------------ the arithmetic of one element */
 
@@ -167,6 +168,11 @@ typedef struct {
     int32_t *gsum;     /* zero between uses: every pass clears what it reads */
     uint16_t *last;    /* lazy replay: the step whose entering e eq[i] holds */
     uint64_t *touched; /* lazy replay, zero between uses: bit i = position i has noise or a delta */
+    const uint16_t **hp; /* [n_steps - 1]: the current job's recorded positions of each history step */
+    const int8_t **hv;   /* ... and values */
+    uint16_t *hpos;      /* packed history decoded for the current job (hcap entries) */
+    int8_t *hval;
+    int64_t hcap;
 } scratch_t;
 
 typedef struct {
@@ -181,8 +187,43 @@ typedef struct {
     list_t *lists;
     scratch_t w[64]; /* per thread */
     int diverged;
+    int oom;
     edg_update_stats tstats[64];
 } up_ctx;
+
+/* Point w->hp/hv at job j's recorded deltas of every history step, decoding packed records into
+ * the thread's scratch. 0, -1 on allocation failure, -2 for a malformed packed record. */
+static int hist_views(up_ctx *c, int64_t j, int64_t len, scratch_t *w) {
+    const int n_hist = c->n_steps - 1;
+    int64_t need = 0;
+    for (int h = 0; h < n_hist; h++)
+        if (c->hist[h].packed) need += c->hist[h].counts[j];
+    if (need > w->hcap) {
+        uint16_t *p = realloc(w->hpos, sizeof(uint16_t) * (size_t)need);
+        if (p) w->hpos = p;
+        int8_t *v = realloc(w->hval, (size_t)need);
+        if (v) w->hval = v;
+        if (!p || !v) return -1;
+        w->hcap = need;
+    }
+    int64_t k = 0;
+    for (int h = 0; h < n_hist; h++) {
+        const edg_record *r = &c->hist[h];
+        if (r->packed) {
+            const uint8_t *base = r->packed;
+            if (edg_record_unpack_job(base + r->offsets[j], base + r->offsets[j + 1], r->counts[j], len,
+                               w->hpos + k, w->hval + k))
+                return -2;
+            w->hp[h] = w->hpos + k;
+            w->hv[h] = w->hval + k;
+            k += r->counts[j];
+        } else {
+            w->hp[h] = r->pos + c->hist_offsets[h][j];
+            w->hv[h] = r->val + c->hist_offsets[h][j];
+        }
+    }
+    return 0;
+}
 
 /* The noise of a step on a chunk, summed into gsum in fixed point (u re-gated against the codes);
  * each position met is also marked in the `touched` bitmap when one is given. */
@@ -318,13 +359,19 @@ static void update_job(void *vctx, int64_t j, int thread) {
     int8_t *codes = w->codes;
     int16_t *eq = w->eq;
     const int64_t len = jb->length;
-    edg_unpack(s->type, s->data, jb->start, len, codes);
     int n_hist = c->n_steps - 1;
+    const int views = hist_views(c, j, len, w);
+    if (views) {
+        if (views == -1) c->oom = 1;
+        else c->diverged = 1;
+        return;
+    }
+    edg_unpack(s->type, s->data, jb->start, len, codes);
     /* rewind the codes through the window's recorded deltas, newest first */
     for (int h = n_hist - 1; h >= 0; h--) {
-        const edg_record *r = &c->hist[h];
-        int64_t off = c->hist_offsets[h][j];
-        for (int64_t k = 0; k < r->counts[j]; k++) codes[r->pos[off + k]] -= r->val[off + k];
+        const uint16_t *rp = w->hp[h];
+        const int8_t *rv = w->hv[h];
+        for (int64_t k = 0; k < c->hist[h].counts[j]; k++) codes[rp[k]] -= rv[k];
     }
     if (s->residual) memcpy(eq, s->residual + jb->start, sizeof(int16_t) * (size_t)len);
     else memset(eq, 0, sizeof(int16_t) * (size_t)len);
@@ -332,8 +379,8 @@ static void update_job(void *vctx, int64_t j, int thread) {
     for (int h = 0; h < n_hist; h++) {
         const edg_record *r = &c->hist[h];
         const edg_step *st = &c->steps[h];
-        const uint16_t *rpos = r->pos + c->hist_offsets[h][j];
-        const int8_t *rval = r->val + c->hist_offsets[h][j];
+        const uint16_t *rpos = w->hp[h];
+        const int8_t *rval = w->hv[h];
         int bad;
         if (d->levels > 0 && lazy_ok(st, &st->laws[jb->slot], rpos, r->counts[j], len)) {
             if (!behind) for (int64_t i = 0; i < len; i++) w->last[i] = (uint16_t)h;
@@ -360,6 +407,7 @@ static void update_job(void *vctx, int64_t j, int thread) {
 
 static void scratch_free(scratch_t *w) {
     free(w->codes); free(w->eq); free(w->gsum); free(w->last); free(w->touched);
+    free((void *)w->hp); free((void *)w->hv); free(w->hpos); free(w->hval);
 }
 
 int edg_update(const edg_slot *slots, int n_slots, const edg_step *steps, int n_steps,
@@ -387,7 +435,9 @@ int edg_update(const edg_slot *slots, int n_slots, const edg_step *steps, int n_
         w->codes = malloc(EDG_CHUNK);
         w->eq = malloc(sizeof(int16_t) * EDG_CHUNK);
         w->gsum = calloc(EDG_CHUNK, sizeof(int32_t));
-        if (!w->codes || !w->eq || !w->gsum) { rc = -1; goto done; }
+        w->hp = malloc(sizeof(*w->hp) * (size_t)n_steps);
+        w->hv = malloc(sizeof(*w->hv) * (size_t)n_steps);
+        if (!w->codes || !w->eq || !w->gsum || !w->hp || !w->hv) { rc = -1; goto done; }
         if (!lazy) continue;
         w->last = malloc(sizeof(uint16_t) * EDG_CHUNK);
         w->touched = calloc(EDG_CHUNK / 64, sizeof(uint64_t));
@@ -406,6 +456,7 @@ int edg_update(const edg_slot *slots, int n_slots, const edg_step *steps, int n_
     }
     rc = edg_gather(lists, n_jobs, out);
     lists = NULL;
+    if (rc == 0 && c->oom) { edg_record_free(out); rc = -1; }
     if (rc == 0 && c->diverged) rc = -2;
 done:
     if (lists) {

@@ -305,3 +305,57 @@ def test_unordered_recorded_deltas_are_detected():
     val[[0, n0 - 1]] = val[[n0 - 1, 0]]
     with pytest.raises(RuntimeError, match="replay diverged"):
         kernels.update(slots, [(steps[0], kernels.ChunkRecord(rec0.counts, pos, val))], steps[1])
+
+
+# ---------------------------------------------------------------- packed window records (native/pack.h)
+
+def test_packed_record_round_trips_every_value_and_position():
+    rng = np.random.default_rng(3)
+    parts = []
+    for j in range(40):
+        n = [0, 1, 5, 300, 2000][j % 5]
+        pos = np.sort(rng.choice(65536, n, replace=False)).astype(np.uint16)
+        if n >= 2:
+            pos[0], pos[-1] = 0, 65535  # both ends of a chunk
+        val = rng.choice(np.array([1, -1, 1, -1, 2, -3, 127, -128], np.int8), n)
+        parts.append((pos, val))
+    rec = kernels.ChunkRecord.join(parts)
+    packed = kernels.pack(rec)
+    back = kernels.unpack(packed)
+    assert np.array_equal(back.counts, rec.counts) and np.array_equal(back.pos, rec.pos)
+    assert np.array_equal(back.val, rec.val)
+    with pytest.raises(ValueError, match="do not ascend"):
+        kernels.pack(kernels.ChunkRecord.join([(np.array([5, 5], np.uint16), np.array([1, 1], np.int8))]))
+
+
+def test_update_reads_a_packed_window_as_the_plain_one():
+    """Same bytes and records with the window packed as WeightState keeps it; ~2 bytes per move."""
+    a = make_slots("Q4_1", sizes=(262144, 4096))
+    b = clone(a)
+    hist_a, hist_b, raw, packed = [], [], 0, 0
+    for spec in steps_for(12, pairs=8, sigma=0.01, alpha=0.02):
+        rec_a, _ = kernels.update(a, hist_a, spec, threads=2)
+        rec_b, _ = kernels.update(b, hist_b, spec, threads=1)
+        assert digest(a) == digest(b) and np.array_equal(rec_a.pos, rec_b.pos)
+        assert np.array_equal(rec_a.val, rec_b.val)
+        p = kernels.pack(rec_b)
+        assert np.array_equal(kernels.unpack(p).pos, rec_b.pos)
+        raw, packed = raw + rec_b.pos.nbytes + rec_b.val.nbytes, packed + p.data.nbytes
+        hist_a, hist_b = (hist_a + [(spec, rec_a)])[-5:], (hist_b + [(spec, p)])[-5:]
+    assert raw > 0 and packed < 0.75 * raw
+
+
+def test_a_damaged_packed_record_is_refused():
+    steps = steps_for(2, pairs=8, sigma=0.05, alpha=0.05)
+    slots = make_slots("Q4_1")
+    rec0, _ = kernels.update(slots, [], steps[0])
+    if rec0.pos.size == 0:
+        pytest.skip("no code moved at step 0")
+    p = kernels.pack(rec0)
+    cut = kernels.PackedRecord(p.counts, p.offsets, p.data.copy())
+    cut.data[-1] |= 0x80  # the last varint now runs past the end of its job's stream
+    with pytest.raises(RuntimeError, match="replay diverged"):
+        kernels.update(clone(slots), [(steps[0], cut)], steps[1])
+    with pytest.raises(ValueError, match="span its data"):
+        kernels.update(clone(slots), [(steps[0], kernels.PackedRecord(p.counts, p.offsets, p.data[:-1]))],
+                       steps[1])
