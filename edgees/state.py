@@ -1,9 +1,9 @@
 """The trainable weights of a run at a given step, and how to rebuild them from base + log.
 
 WeightState holds the kernel slots over a WorkingCopy plus what the chosen error-feedback mode
-needs: `replay` keeps the last K steps' applied code deltas in RAM (packed, ~2 bytes per moved
-code; never written to disk, rebuilt by replaying the log), `residual` keeps e as int16 per weight,
-`off` keeps nothing.
+needs: `replay` keeps the last K steps' applied code deltas (a Window: packed, ~2 bytes per moved
+code, in RAM or in cache files the log can always rebuild), `residual` keeps e as int16 per
+weight, `off` keeps nothing.
 The weights after step t are a pure function of (base bytes, log records 0..t): rebuild() is how
 resume, verify and export all get them.
 """
@@ -18,13 +18,15 @@ from edgees import kernels, qes
 from edgees.errors import RunError
 from edgees.gguffile import WorkingCopy
 from edgees.runlog import StepRecord
+from edgees.window import Window
 
 GROUP_BYTES = 16 << 20  # kernels run over ~16 MB of tensors at a time (see WeightState)
 
 
 class WeightState:
     def __init__(self, wc: WorkingCopy, ef: str = "replay", window: int = 50, gamma: float = 0.9,
-                 include_embeddings: bool = False, threads: int | None = None):
+                 include_embeddings: bool = False, threads: int | None = None, window_dir=None):
+        """window_dir: keep the replay window in files there instead of RAM (see edgees/window.py)."""
         if ef not in qes.EF_MODES:
             raise ValueError(f"unknown error-feedback mode {ef!r}")
         self.wc = wc
@@ -47,7 +49,7 @@ class WeightState:
                 size = 0
             self.groups[-1].append(s)
             size += s.view.nbytes
-        self.history: list[tuple[kernels.StepSpec, list[kernels.PackedRecord]]] = []
+        self.history = Window(window if ef == "replay" else 0, window_dir if ef == "replay" else None)
         self.residual = [np.zeros(s.n_elements, np.int16) for s in self.slots] if ef == "residual" else None
         self.step = 0  # updates applied so far
 
@@ -86,7 +88,7 @@ class WeightState:
         offset = 0
         for gi, g in enumerate(self.groups):
             if self.ef == "replay":
-                hist = [(h_spec, recs[gi]) for h_spec, recs in self.history]
+                hist = self.history.group(gi)
                 rec, stats = kernels.update(g, hist, spec, gamma=self.gamma, threads=self.threads)
                 records.append(rec)
             elif self.ef == "residual":
@@ -100,9 +102,7 @@ class WeightState:
             total["blocked"] += stats["blocked"]
             total["abs_v_max"] = max(total["abs_v_max"], stats["abs_v_max"])
         if self.ef == "replay":  # kept packed: ~2 bytes per moved code (native/pack.h)
-            self.history.append((spec, [kernels.pack(r) for r in records]))
-            if len(self.history) > self.window:
-                self.history.pop(0)
+            self.history.append(spec, [kernels.pack(r) for r in records])
         self.step += 1
         return total
 
@@ -110,10 +110,21 @@ class WeightState:
         return self.wc.sha256(self.names)
 
     def history_bytes(self) -> int:
-        """Persistent-in-RAM error-feedback state: the replay ring, or the residual array."""
+        """Error-feedback state kept between updates: the replay window (in RAM or in its files),
+        or the residual array."""
         if self.residual is not None:
             return sum(r.nbytes for r in self.residual)
-        return sum(rec.nbytes for _, recs in self.history for rec in recs)
+        return self.history.nbytes
+
+    def history_ram_bytes(self) -> int:
+        """The part of history_bytes held in RAM."""
+        if self.residual is not None:
+            return self.history_bytes()
+        return self.history.ram_bytes
+
+    def close(self) -> None:
+        """Delete the replay window's cache files, if any."""
+        self.history.close()
 
 
 def spec_of(rec: StepRecord) -> kernels.StepSpec:

@@ -23,6 +23,8 @@ from edgees.gguffile import WorkingCopy, sha256_file
 from edgees.runlog import RunDir, StepRecord
 from edgees.state import WeightState, rebuild
 
+WINDOW_DIR = "window"  # the replay window's cache files (edgees/window.py), deleted at close
+
 Event = Callable[[str, dict], None]
 
 
@@ -111,7 +113,8 @@ class Trainer:
                            "or pick a new --run dir")
         self.wc = WorkingCopy(self.model_path)
         self.state = WeightState(self.wc, ef=cfg.ef, window=cfg.window, gamma=cfg.gamma,
-                                 include_embeddings=cfg.include_embeddings, threads=threads)
+                                 include_embeddings=cfg.include_embeddings, threads=threads,
+                                 window_dir=self.run.path / WINDOW_DIR)
         if have:
             header = self.run.read_header()
             check_resume(header, self.base_sha, cfg, self.task_spec)
@@ -189,7 +192,8 @@ class Trainer:
             row = {"step": t + 1, "reward_mean": float(np.mean(r_plus + r_minus)),
                    "reward_best": float(max(r_plus + r_minus)), "changed": int(stats["changed"]),
                    "eval_seconds": t_eval, "update_seconds": t_up,
-                   "update_share": t_up / max(t_eval, 1e-9), "ef_state_bytes": state.history_bytes()}
+                   "update_share": t_up / max(t_eval, 1e-9), "ef_state_bytes": state.history_bytes(),
+                   "ef_state_ram_bytes": state.history_ram_bytes()}
             out_of_time = deadline is not None and time.monotonic() >= deadline
             last = t + 1 == cfg.steps or out_of_time
             if last or (cfg.eval_every > 0 and (t + 1) % cfg.eval_every == 0):
@@ -213,6 +217,9 @@ class Trainer:
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.close()
+        state = getattr(self, "state", None)
+        if state is not None:
+            state.close()
         wc = getattr(self, "wc", None)
         if wc is not None:
             wc.close()

@@ -17,7 +17,8 @@ examples:
   edgees finetune model.gguf --task jsonl:data.jsonl --task-opt match=numeric --run runs/mine
 
 The run dir holds the config, an append-only step log (seeds, rewards, coefficients, weight hash),
-metrics.jsonl and curve.png; never the weights. Ctrl-C stops at the next member boundary with the
+metrics.jsonl and curve.png; never the weights (window/ caches the replay window while the run is
+going, and is deleted at its end). Ctrl-C stops at the next member boundary with the
 log intact; --resume continues. `edgees export DIR -o out.gguf` writes the adapted model.
 """
 

@@ -1,0 +1,126 @@
+"""The replay window: the applied code deltas of the last K steps, per kernel group, packed.
+
+The window is a cache, not state: the log rebuilds it by replay (resume, verify and export all do).
+Kept in RAM it grows with the codes a run moves: 41.9 MB for the 50 steps of the likelihood run in
+the README, a fifth of the process. Given a directory, each step's records go to one file
+there instead, and an update reads back only the group it is working on, so RAM holds at most one
+group's window at a time. Files are plain writes, not fsynced: a crash leaves at worst a torn file,
+and opening a window on the directory deletes what an earlier process left.
+
+Step file layout, per group in order: offsets (n_jobs + 1 uint64), counts (n_jobs uint32), the
+packed stream (uint8), the whole padded to 8 bytes. Offsets go first so every array is aligned.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgees.kernels import PackedRecord, StepSpec
+
+SUFFIX = ".win"
+
+
+@dataclass(frozen=True)
+class _Part:
+    offset: int  # where the group's bytes start in the step file
+    n_jobs: int
+    data_bytes: int
+
+    @property
+    def size(self) -> int:
+        return _padded(8 * (self.n_jobs + 1) + 4 * self.n_jobs + self.data_bytes)
+
+
+def _padded(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+class Window:
+    """The last `k` steps: (spec, one PackedRecord per group). In RAM, or in files under `directory`."""
+
+    def __init__(self, k: int, directory: Path | str | None = None):
+        self.k = k
+        self.directory = Path(directory) if directory is not None else None
+        self._steps: list[tuple[StepSpec, object]] = []  # object: list[PackedRecord] or (path, parts)
+        self._serial = 0
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for old in self.directory.glob("*" + SUFFIX):
+                old.unlink()
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def append(self, spec: StepSpec, records: list[PackedRecord]) -> None:
+        if self.k <= 0:
+            return
+        if self.directory is None:
+            self._steps.append((spec, list(records)))
+        else:
+            self._steps.append((spec, self._write(records)))
+        while len(self._steps) > self.k:
+            _, held = self._steps.pop(0)
+            if not isinstance(held, list):
+                held[0].unlink(missing_ok=True)
+
+    def group(self, gi: int) -> list[tuple[StepSpec, PackedRecord]]:
+        """Every step's record of group gi, oldest first (read from disk when kept there)."""
+        out = []
+        for spec, held in self._steps:
+            out.append((spec, held[gi] if isinstance(held, list) else self._read(held[0], held[1][gi])))
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the window's records, wherever they are kept."""
+        total = 0
+        for _, held in self._steps:
+            total += sum(r.nbytes for r in held) if isinstance(held, list) else sum(p.size for p in held[1])
+        return total
+
+    @property
+    def ram_bytes(self) -> int:
+        """What the window holds in RAM between updates."""
+        return self.nbytes if self.directory is None else 0
+
+    def close(self) -> None:
+        """Delete the window's files (the log rebuilds them)."""
+        for _, held in self._steps:
+            if not isinstance(held, list):
+                held[0].unlink(missing_ok=True)
+        self._steps = []
+
+    # ---- files
+
+    def _write(self, records: list[PackedRecord]) -> tuple[Path, list[_Part]]:
+        path = self.directory / f"{self._serial:08d}{SUFFIX}"
+        self._serial += 1
+        parts = []
+        offset = 0
+        with open(path, "wb") as f:
+            for r in records:
+                part = _Part(offset, len(r.counts), int(r.data.nbytes))
+                f.write(np.ascontiguousarray(r.offsets, np.uint64).tobytes())
+                f.write(np.ascontiguousarray(r.counts, np.uint32).tobytes())
+                f.write(r.data.tobytes())
+                f.write(b"\0" * (part.size - (8 * (part.n_jobs + 1) + 4 * part.n_jobs + part.data_bytes)))
+                parts.append(part)
+                offset += part.size
+        return path, parts
+
+    @staticmethod
+    def _read(path: Path, part: _Part) -> PackedRecord:
+        buf = np.empty(part.size, np.uint8)
+        with open(path, "rb") as f:
+            f.seek(part.offset)
+            if f.readinto(buf) != part.size:
+                raise OSError(f"{path}: replay window file is shorter than written; "
+                              "another process may have touched the run dir")
+        o_end = 8 * (part.n_jobs + 1)
+        c_end = o_end + 4 * part.n_jobs
+        return PackedRecord(counts=buf[o_end:c_end].view(np.uint32), offsets=buf[:o_end].view(np.uint64),
+                            data=buf[c_end:c_end + part.data_bytes])
