@@ -157,7 +157,7 @@ class Trainer:
             batch = [self.train[i] for i in idx]
             seeds = qes.pair_seeds(cfg.seed, t, cfg.pairs)
             r_plus, r_minus = [], []
-            t_eval = time.perf_counter()
+            t_step = t_eval = time.perf_counter()
             current = None  # what the perturb of the member on the weights now applied
             try:
                 for j, s in enumerate(seeds):
@@ -189,10 +189,12 @@ class Trainer:
                              weights_sha256=state.sha256(), changed=int(stats["changed"]))
             self.run.append_step(rec)
             self.records.append(rec)
+            t_step = time.perf_counter() - t_step  # members, update, hash and the durable append
             row = {"step": t + 1, "reward_mean": float(np.mean(r_plus + r_minus)),
                    "reward_best": float(max(r_plus + r_minus)), "changed": int(stats["changed"]),
-                   "eval_seconds": t_eval, "update_seconds": t_up,
-                   "update_share": t_up / max(t_eval, 1e-9), "ef_state_bytes": state.history_bytes(),
+                   "eval_seconds": t_eval, "update_seconds": t_up, "step_seconds": t_step,
+                   "update_share": t_up / max(t_step, 1e-9), "update_over_eval": t_up / max(t_eval, 1e-9),
+                   "ef_state_bytes": state.history_bytes(),
                    "ef_state_ram_bytes": state.history_ram_bytes()}
             out_of_time = deadline is not None and time.monotonic() >= deadline
             last = t + 1 == cfg.steps or out_of_time

@@ -39,6 +39,7 @@ def toy_run(tmp_path_factory):
                              window=50, eval_n=6)
         assert cli.main(args) == 0
         assert sha256_file(base) == base_sha
+        assert not list((d / "run" / "window").glob("*.win"))  # a cache, gone at the end
     return d / "run", base, data
 
 

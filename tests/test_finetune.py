@@ -54,3 +54,8 @@ def test_eval_n_is_the_held_out_size(tmp_path, tiny_models):
     assert code == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["heldout"]["n"] for r in rows if "heldout" in r] == [45, 45]
+    step = next(r for r in rows if "update_seconds" in r)
+    # the update's share is of the whole step, which holds the members' evaluation and the update
+    assert step["step_seconds"] >= step["eval_seconds"] + step["update_seconds"]
+    assert step["update_share"] == step["update_seconds"] / step["step_seconds"]
+    assert not list((run / "window").glob("*.win"))
