@@ -32,17 +32,31 @@ job_t *edg_make_jobs(const edg_slot *slots, int n_slots, int64_t *n_jobs) {
     return jobs;
 }
 
+/* Jobs are handed out in order from a shared counter, so a thread slowed by the machine's other
+ * work takes fewer of them. Which thread runs a job never changes its result: each job writes only
+ * its own outputs, and what threads accumulate (counts, a maximum) does not depend on the order. */
+typedef struct {
+    pthread_mutex_t lock;
+    int64_t next, n_jobs;
+} queue_t;
+
 typedef struct {
     job_fn fn;
     void *ctx;
-    int64_t n_jobs;
-    int thread, n_threads;
+    queue_t *q;
+    int thread;
 } worker_t;
+
+static int64_t take(queue_t *q) {
+    pthread_mutex_lock(&q->lock);
+    int64_t j = q->next < q->n_jobs ? q->next++ : -1;
+    pthread_mutex_unlock(&q->lock);
+    return j;
+}
 
 static void *worker_main(void *arg) {
     worker_t *w = arg;
-    /* static interleaved assignment: which thread runs a job never changes its result */
-    for (int64_t j = w->thread; j < w->n_jobs; j += w->n_threads) w->fn(w->ctx, j, w->thread);
+    for (int64_t j; (j = take(w->q)) >= 0;) w->fn(w->ctx, j, w->thread);
     return NULL;
 }
 
@@ -50,18 +64,21 @@ void edg_run_jobs(job_fn fn, void *ctx, int64_t n_jobs, int n_threads) {
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
     if (n_threads > n_jobs) n_threads = n_jobs > 0 ? (int)n_jobs : 1;
+    if (n_threads == 1) {
+        for (int64_t j = 0; j < n_jobs; j++) fn(ctx, j, 0);
+        return;
+    }
+    queue_t q = {PTHREAD_MUTEX_INITIALIZER, 0, n_jobs};
     worker_t w[64];
     pthread_t th[64];
     int started[64] = {0};
     for (int t = 0; t < n_threads; t++) {
-        w[t] = (worker_t){fn, ctx, n_jobs, t, n_threads};
+        w[t] = (worker_t){fn, ctx, &q, t};
         if (t > 0) started[t] = pthread_create(&th[t], NULL, worker_main, &w[t]) == 0;
     }
-    worker_main(&w[0]);
-    for (int t = 1; t < n_threads; t++) {
+    worker_main(&w[0]); /* threads that could not start leave their share to the others */
+    for (int t = 1; t < n_threads; t++)
         if (started[t]) pthread_join(th[t], NULL);
-        else worker_main(&w[t]); /* could not start a thread: do its share here */
-    }
 }
 
 /* ------------------------------------------------------------------ growable per-job lists */

@@ -1,6 +1,7 @@
 /* jobs.h: the work split the kernels share. One job per (tensor, stream chunk of EDG_CHUNK
- * elements), in tensor order then chunk order; a static interleaved thread pool, so which thread runs
- * a job never changes its result; growable per-job lists gathered into records in job order. */
+ * elements), in tensor order then chunk order; threads take jobs from a shared counter, and which
+ * thread runs a job never changes its result; growable per-job lists gathered into records in job
+ * order. */
 #ifndef EDG_JOBS_H
 #define EDG_JOBS_H
 
