@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from edgees import __version__
-from edgees.errors import EdgeesError
+from edgees.errors import EdgeesError, os_error_line
 
 # Order here is the order in `edgees --help`.
 COMMANDS = ["info", "models", "eval", "finetune", "verify", "export", "tasks", "bench"]
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # after BrokenPipeError, one of its kind
+        print(f"edgees: error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

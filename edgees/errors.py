@@ -35,3 +35,15 @@ class RunError(EdgeesError):
     """A run directory that is locked, damaged, or does not match its base model."""
 
     exit_code = 3
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error the library let through (a full disk, a path that is
+    not a directory, a permission): what failed, on which file, and what to do."""
+    import errno
+    where = f": {exc.filename}" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        return (f"{what}{where}; free some space and run again (a run's log keeps every whole step: "
+                "--resume continues it)")
+    return f"{what}{where}; check that the path exists, is of the right kind and is writable"

@@ -59,3 +59,14 @@ def test_eval_n_is_the_held_out_size(tmp_path, tiny_models):
     assert step["step_seconds"] >= step["eval_seconds"] + step["update_seconds"]
     assert step["update_share"] == step["update_seconds"] / step["step_seconds"]
     assert not list((run / "window").glob("*.win"))
+
+
+def test_os_error_is_one_line(tmp_path, tiny_models, capsys):
+    """A --run path under a regular file (the OS refuses the directory): one line, no traceback."""
+    from edgees import cli
+    (tmp_path / "afile").write_text("")
+    code = cli.main(["finetune", str(tiny_models["Q4_1"]), "--task", "arithmetic", "--run",
+                     str(tmp_path / "afile" / "run"), "--steps", "1", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith("edgees: error: ") and str(tmp_path / "afile" / "run") in err[0]
