@@ -65,12 +65,14 @@ static EDG_ALWAYS_INLINE int64_t apply_batch(int type, const edg_slot *s, int64_
  * rest of the batch is drawn, so the cache lines arrive before apply_batch touches them (see
  * edg_stream_fill_pf). Only where it pays, measured here (2 threads, alternating builds):
  * - the tensors come from memory: a call over fewer than PF_MIN_BYTES of tensors finds them in
- *   cache, and the prefetches only cost instructions;
+ *   cache, and the prefetches only cost instructions (the training loop's calls cover 4 MB groups
+ *   of a model that inference streams through between them: with prefetch from 2 MB, a member's
+ *   swap over 4 MB groups took as long as over 16 MB groups, and 13% longer without);
  * - the nonzeros are sparser than one per cache line (PF_MIN_GAP bytes apart on average): Q4_1 at
  *   sigma 0.01 (78 bytes) perturbed 25% faster with it; Q5_0 (43 bytes) and Q6_K (26 bytes) at
  *   their per-type sigma touch nearly every line, which the hardware prefetcher streams, and ran
  *   5-15% slower with it. */
-#define PF_MIN_BYTES (8 << 20)
+#define PF_MIN_BYTES (2 << 20)
 #define PF_MIN_GAP 64.0
 
 typedef struct {
