@@ -88,11 +88,16 @@ class Window:
         return self.nbytes if self.directory is None else 0
 
     def close(self) -> None:
-        """Delete the window's files (the log rebuilds them)."""
+        """Delete the window's files (the log rebuilds them), and the directory if that empties it."""
         for _, held in self._steps:
             if not isinstance(held, list):
                 held[0].unlink(missing_ok=True)
         self._steps = []
+        if self.directory is not None:
+            try:
+                self.directory.rmdir()  # only if empty: a file of the user's stays, and the dir too
+            except OSError:
+                pass
 
     # ---- files
 
