@@ -31,10 +31,10 @@ the KV + logits memory of one batch; larger requests run as several batches.
 Batch invariance (batched greedy == sequential greedy): llama.cpp's CPU flash attention computes a
 micro-batch (ubatch) of >= 64 query rows with a tiled kernel (f32 Q, 64-cell tiles) and smaller
 ones row by row (f16 Q, masked cells skipped); the two round differently, by up to ~0.8 in a logit
-on SmolLM2. So ubatches here hold at most UBATCH = 48 rows: every row, batched or alone, takes the
+on SmolLM2. So ubatches here hold at most UBATCH = 63 rows: every row, batched or alone, takes the
 same row-by-row path and sees the same cells of its own sequence in the same order. Measured on
-SmolLM2-135M, 32 arithmetic chat prompts: 32/32 outputs equal with this setting, 22/32 with the
-default 512-row ubatches (21/32 without flash attention, whose softmax sums over all cells). One KV
+SmolLM2-135M, 32 arithmetic chat prompts: 32/32 outputs equal with this setting (and with 48),
+24/32 with 64-row ubatches, 22/32 with the default 512-row ubatches (21/32 without flash attention, whose softmax sums over all cells). One KV
 stream per sequence (kv_unified = False) also gave 32/32 but pads every stream to 256 cells
 (peak RSS 370 MB vs 220 MB here) and ran several times slower on the loaded 2-core machine.
 Known limit: a one-row decode over >= 512 cells takes llama.cpp's split-KV path, so prompts longer
@@ -58,7 +58,7 @@ from edgees.gguffile import read_gguf
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the struct layouts below are checked against this version
 CTX_ROUND = 256  # context sizes are rounded up to this many cells (fewer context re-creations)
-UBATCH = 48  # rows per micro-batch: below flash attention's 64-row tiled path (batch invariance)
+UBATCH = 63  # rows per micro-batch: the most below flash attention's 64-row tiled path (batch invariance)
 
 
 # ---- ctypes hygiene --------------------------------------------------------------------------
