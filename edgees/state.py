@@ -30,7 +30,7 @@ class WeightState:
         if ef not in qes.EF_MODES:
             raise ValueError(f"unknown error-feedback mode {ef!r}")
         self.wc = wc
-        self.ef, self.window, self.gamma, self.threads = ef, window, gamma, threads
+        self.ef, self.gamma, self.threads = ef, gamma, threads
         self.slots = kernels.slots_for(wc, include_embeddings=include_embeddings)
         if not self.slots:
             from edgees.errors import UnsupportedModel

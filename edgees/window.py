@@ -13,7 +13,6 @@ packed stream (uint8), the whole padded to 8 bytes. Offsets go first so every ar
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +38,67 @@ def _padded(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
+class _InRam:
+    """A step's records kept as they are."""
+
+    def __init__(self, records: list[PackedRecord]):
+        self.records = list(records)
+
+    def record(self, gi: int) -> PackedRecord:
+        return self.records[gi]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(r.nbytes for r in self.records)
+
+    def drop(self) -> None:
+        pass
+
+
+class _InFile:
+    """A step's records in one file: each group's part read back on demand."""
+
+    def __init__(self, path: Path, records: list[PackedRecord]):
+        self.path, self.parts = path, []
+        offset = 0
+        with open(path, "wb") as f:
+            for r in records:
+                part = _Part(offset, len(r.counts), int(r.data.nbytes))
+                f.write(np.ascontiguousarray(r.offsets, np.uint64).tobytes())
+                f.write(np.ascontiguousarray(r.counts, np.uint32).tobytes())
+                f.write(r.data.tobytes())
+                f.write(b"\0" * (part.size - (8 * (part.n_jobs + 1) + 4 * part.n_jobs + part.data_bytes)))
+                self.parts.append(part)
+                offset += part.size
+
+    def record(self, gi: int) -> PackedRecord:
+        part = self.parts[gi]
+        buf = np.empty(part.size, np.uint8)
+        with open(self.path, "rb") as f:
+            f.seek(part.offset)
+            if f.readinto(buf) != part.size:
+                raise OSError(f"{self.path}: replay window file is shorter than written; "
+                              "another process may have touched the run dir")
+        o_end = 8 * (part.n_jobs + 1)
+        c_end = o_end + 4 * part.n_jobs
+        return PackedRecord(counts=buf[o_end:c_end].view(np.uint32), offsets=buf[:o_end].view(np.uint64),
+                            data=buf[c_end:c_end + part.data_bytes])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    def drop(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 class Window:
     """The last `k` steps: (spec, one PackedRecord per group). In RAM, or in files under `directory`."""
 
     def __init__(self, k: int, directory: Path | str | None = None):
         self.k = k
         self.directory = Path(directory) if directory is not None else None
-        self._steps: list[tuple[StepSpec, object]] = []  # object: list[PackedRecord] or (path, parts)
+        self._steps: list[tuple[StepSpec, _InRam | _InFile]] = []
         self._serial = 0
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -59,28 +112,22 @@ class Window:
         if self.k <= 0:
             return
         if self.directory is None:
-            self._steps.append((spec, list(records)))
+            held = _InRam(records)
         else:
-            self._steps.append((spec, self._write(records)))
+            held = _InFile(self.directory / f"{self._serial:08d}{SUFFIX}", records)
+            self._serial += 1
+        self._steps.append((spec, held))
         while len(self._steps) > self.k:
-            _, held = self._steps.pop(0)
-            if not isinstance(held, list):
-                held[0].unlink(missing_ok=True)
+            self._steps.pop(0)[1].drop()
 
     def group(self, gi: int) -> list[tuple[StepSpec, PackedRecord]]:
         """Every step's record of group gi, oldest first (read from disk when kept there)."""
-        out = []
-        for spec, held in self._steps:
-            out.append((spec, held[gi] if isinstance(held, list) else self._read(held[0], held[1][gi])))
-        return out
+        return [(spec, held.record(gi)) for spec, held in self._steps]
 
     @property
     def nbytes(self) -> int:
         """Size of the window's records, wherever they are kept."""
-        total = 0
-        for _, held in self._steps:
-            total += sum(r.nbytes for r in held) if isinstance(held, list) else sum(p.size for p in held[1])
-        return total
+        return sum(held.nbytes for _, held in self._steps)
 
     @property
     def ram_bytes(self) -> int:
@@ -90,42 +137,10 @@ class Window:
     def close(self) -> None:
         """Delete the window's files (the log rebuilds them), and the directory if that empties it."""
         for _, held in self._steps:
-            if not isinstance(held, list):
-                held[0].unlink(missing_ok=True)
+            held.drop()
         self._steps = []
         if self.directory is not None:
             try:
                 self.directory.rmdir()  # only if empty: a file of the user's stays, and the dir too
             except OSError:
                 pass
-
-    # ---- files
-
-    def _write(self, records: list[PackedRecord]) -> tuple[Path, list[_Part]]:
-        path = self.directory / f"{self._serial:08d}{SUFFIX}"
-        self._serial += 1
-        parts = []
-        offset = 0
-        with open(path, "wb") as f:
-            for r in records:
-                part = _Part(offset, len(r.counts), int(r.data.nbytes))
-                f.write(np.ascontiguousarray(r.offsets, np.uint64).tobytes())
-                f.write(np.ascontiguousarray(r.counts, np.uint32).tobytes())
-                f.write(r.data.tobytes())
-                f.write(b"\0" * (part.size - (8 * (part.n_jobs + 1) + 4 * part.n_jobs + part.data_bytes)))
-                parts.append(part)
-                offset += part.size
-        return path, parts
-
-    @staticmethod
-    def _read(path: Path, part: _Part) -> PackedRecord:
-        buf = np.empty(part.size, np.uint8)
-        with open(path, "rb") as f:
-            f.seek(part.offset)
-            if f.readinto(buf) != part.size:
-                raise OSError(f"{path}: replay window file is shorter than written; "
-                              "another process may have touched the run dir")
-        o_end = 8 * (part.n_jobs + 1)
-        c_end = o_end + 4 * part.n_jobs
-        return PackedRecord(counts=buf[o_end:c_end].view(np.uint32), offsets=buf[:o_end].view(np.uint64),
-                            data=buf[c_end:c_end + part.data_bytes])

@@ -5,8 +5,9 @@
  * code; gated entries are left out), so restore is a walk over that record with no noise to redraw:
  * about 3 bytes per nonzero, ~1% of the weights at sigma 0.01, against the 1 byte per weight of a
  * full mask. Noise is drawn in batches (the stream state stays in registers), then applied; each
- * loop is specialised per type (the switch on the type sits outside it). Software prefetch was
- * tried and measured no faster: the accesses ascend, and the hardware prefetcher follows them. */
+ * loop is specialised per type (the switch on the type sits outside it). Perturb write-prefetches
+ * only sparse streams over large calls (PF_MIN_BYTES, PF_MIN_GAP below); restore and the update
+ * leave the ascending accesses to the hardware prefetcher. */
 #include "kernels.h"
 
 #include <stdlib.h>

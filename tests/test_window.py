@@ -34,7 +34,7 @@ def test_window_in_files_matches_window_in_ram(tiny_models, tmp_path, monkeypatc
             assert s_ram["changed"] > 0
             assert ram.sha256() == disk.sha256(), f"step {t}"
             assert len(list(win.glob("*" + SUFFIX))) == min(t + 1, 3)
-        assert disk.history_bytes() == sum(p.size for _, held in disk.history._steps for p in held[1])
+        assert disk.history_bytes() == sum(p.size for _, held in disk.history._steps for p in held.parts)
         assert disk.history_ram_bytes() == 0 and ram.history_ram_bytes() == ram.history_bytes() > 0
         disk.close()
         assert not win.exists()
@@ -54,7 +54,8 @@ def test_window_round_trips_records(tiny_models, tmp_path):
         state = WeightState(wc, window=2)
         spec = next(_steps(1))
         state.apply(spec)
-        (spec0, recs), = state.history._steps
+        (spec0, held), = state.history._steps
+        recs = held.records
         w = Window(2, tmp_path / "w")
         w.append(spec0, recs)
         got = w.group(0)[0][1]
