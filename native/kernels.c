@@ -62,29 +62,53 @@ static EDG_ALWAYS_INLINE int64_t apply_batch(int type, const edg_slot *s, int64_
     return n0 + kept;
 }
 
-/* Write prefetch for perturb: the middle of the block a drawn entry falls in, issued while the
- * rest of the batch is drawn, so the cache lines arrive before apply_batch touches them (see
- * edg_stream_fill_pf). Only where it pays, measured here (2 threads, alternating builds):
+/* Write prefetch: perturb prefetches the line a drawn entry will be written in while the rest of
+ * the batch is drawn (see edg_stream_fill_pf); restore, which knows every position from its
+ * record, prefetches RS_AHEAD entries ahead. The lines then arrive before the writes need them.
+ * Only where it pays, measured here (2 threads, alternating builds):
  * - the tensors come from memory: a call over fewer than PF_MIN_BYTES of tensors finds them in
  *   cache, and the prefetches only cost instructions (the training loop's calls cover 4 MB groups
  *   of a model that inference streams through between them: with prefetch from 2 MB, a member's
  *   swap over 4 MB groups took as long as over 16 MB groups, and 13% longer without);
- * - the nonzeros are sparser than one per cache line (PF_MIN_GAP bytes apart on average): Q4_1 at
- *   sigma 0.01 (78 bytes) perturbed 25% faster with it; Q5_0 (43 bytes) and Q6_K (26 bytes) at
- *   their per-type sigma touch nearly every line, which the hardware prefetcher streams, and ran
- *   5-15% slower with it. */
+ * - the nonzeros are sparser than PF_MIN_GAP bytes apart on average: Q4_1 at sigma 0.01 (78
+ *   bytes) perturbed 25% faster with it; Q5_0 at twice its density (43 bytes) restored ~8%
+ *   faster; Q6_K at four times (26 bytes) ran 5-15% slower.
+ * Prefetching the block's middle instead of the code's line missed the line on 256-element blocks:
+ * the exact line made Q4_K perturb 1.6x and restore 2.1x faster, and restore's prefetch took
+ * SmolLM2's perturb + restore from 2.17, 2.47 to 1.83, 1.77 memcpys. */
 #define PF_MIN_BYTES (2 << 20)
-#define PF_MIN_GAP 64.0
+#define PF_MIN_GAP 32.0
+#define RS_AHEAD 16 /* restore: entries of lookahead */
+
+/* Where the codes of a block sit: bytes [off, off + len) hold the low fields of its elements in
+ * element order, to within 32 bytes (the layouts in codes.h interleave within 32-byte groups), so
+ * off + e * len / block_elems is on, or next to, the cache line element e is written in. */
+static void code_span(int type, int *off, int *len) {
+    switch (type) {
+    case EDG_Q4_0: case EDG_IQ4_NL: *off = 2; *len = 16; break;
+    case EDG_Q4_1: *off = 4; *len = 16; break;
+    case EDG_Q5_0: *off = 6; *len = 16; break;
+    case EDG_Q5_1: *off = 8; *len = 16; break;
+    case EDG_Q8_0: *off = 2; *len = 32; break;
+    case EDG_Q2_K: *off = 16; *len = 64; break;
+    case EDG_Q3_K: *off = 32; *len = 64; break;
+    case EDG_Q4_K: *off = 16; *len = 128; break;
+    case EDG_Q5_K: *off = 48; *len = 128; break;
+    case EDG_IQ4_XS: *off = 8; *len = 128; break;
+    default: *off = 0; *len = 128; break; /* Q6_K: ql */
+    }
+}
 
 typedef struct {
-    const uint8_t *data; /* the tensor's blocks, plus half a block */
+    const uint8_t *data; /* the tensor's blocks, plus the code span's offset */
     int64_t start;       /* the chunk's first element */
-    int sh, bb;
+    int sh, bb, len;
 } pf_ctx;
 
 static const uint8_t *pf_block(const void *v, int64_t where) {
     const pf_ctx *c = v;
-    return c->data + ((c->start + where) >> c->sh) * c->bb;
+    const int64_t i = c->start + where;
+    return c->data + (i >> c->sh) * c->bb + (((i & ((1 << c->sh) - 1)) * c->len) >> c->sh);
 }
 
 static EDG_ALWAYS_INLINE void perturb_typed(int type, pr_ctx *c, int64_t j) {
@@ -93,7 +117,9 @@ static EDG_ALWAYS_INLINE void perturb_typed(int type, pr_ctx *c, int64_t j) {
     const edg_slot_law *law = &c->laws[jb->slot];
     const int sh = block_shift(s->block_elems);
     list_t *l = &c->lists[j];
-    const pf_ctx pf = {s->data + s->block_bytes / 2, jb->start, sh, s->block_bytes};
+    int off, len;
+    code_span(type, &off, &len);
+    const pf_ctx pf = {s->data + off, jb->start, sh, s->block_bytes, len};
     /* P(nonzero) = P(gap = 0) = gap[0] / 2^32 */
     const double gap_bytes = (double)s->block_bytes / s->block_elems / ((double)law->gap[0] / 4294967296.0 + 1e-12);
     const int prefetch = c->prefetch && gap_bytes >= PF_MIN_GAP;
@@ -117,8 +143,17 @@ static EDG_ALWAYS_INLINE void restore_typed(int type, pr_ctx *c, int64_t j) {
     const uint16_t *pos = c->applied->pos + c->offsets[j];
     const int8_t *val = c->applied->val + c->offsets[j];
     int bad = 0;
+#if defined(__GNUC__) || defined(__clang__)
+    const int prefetch = c->prefetch && m > 0 && (double)length * bb / s->block_elems / (double)m >= PF_MIN_GAP;
+#endif
     for (int64_t k = 0; k < m; k++) {
         const int64_t i = start + pos[k];
+#if defined(__GNUC__) || defined(__clang__)
+        if (prefetch && k + RS_AHEAD < m) {
+            const int64_t ia = start + pos[k + RS_AHEAD];
+            __builtin_prefetch(data + (ia >> sh) * bb + locate(type, (int)(ia & mask)).lb, 1, 3);
+        }
+#endif
         if (pos[k] >= length || !edg_add_in_block(type, data + (i >> sh) * bb, (int)(i & mask), -val[k], lo, hi))
             bad = 1;
     }
@@ -195,7 +230,7 @@ int edg_restore(const edg_slot *slots, int n_slots, const edg_record *applied, i
     job_t *jobs = edg_make_jobs(slots, n_slots, &n_jobs);
     int64_t *offsets = jobs ? record_offsets(applied, n_jobs) : NULL;
     if (!jobs || !offsets) { free(jobs); free(offsets); return -1; }
-    pr_ctx c = {slots, NULL, jobs, 0, NULL, applied, offsets, 0, 0};
+    pr_ctx c = {slots, NULL, jobs, 0, NULL, applied, offsets, 0, wants_prefetch(slots, n_slots)};
     edg_run_jobs(restore_job, &c, n_jobs, n_threads);
     free(jobs);
     free(offsets);
@@ -209,7 +244,7 @@ int edg_swap(const edg_slot *slots, int n_slots, const edg_slot_law *laws, const
     int64_t *offsets = jobs ? record_offsets(applied, n_jobs) : NULL;
     list_t *lists = calloc((size_t)(n_jobs > 0 ? n_jobs : 1), sizeof(list_t));
     if (!jobs || !offsets || !lists) { free(jobs); free(offsets); free(lists); return -1; }
-    swap_ctx c = {{slots, NULL, jobs, 0, NULL, applied, offsets, 0, 0},
+    swap_ctx c = {{slots, NULL, jobs, 0, NULL, applied, offsets, 0, wants_prefetch(slots, n_slots)},
                   {slots, laws, jobs, next_seed, lists, NULL, NULL, 0, wants_prefetch(slots, n_slots)}};
     edg_run_jobs(swap_job, &c, n_jobs, n_threads);
     free(jobs);
