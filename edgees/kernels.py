@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgees import _native, noise
-from edgees.kernels_ref import ChunkRecord, Slot, StepSpec, type_sigma
+from edgees.kernels_ref import ChunkRecord, Slot, StepSpec, type_tables
 
 __all__ = ["Slot", "StepSpec", "ChunkRecord", "PackedRecord", "perturb", "restore", "swap", "update", "pack",
            "chunk_noise", "default_threads"]
@@ -85,9 +85,8 @@ def _slot_args(slots: list[Slot], residual: list[np.ndarray] | None = None) -> l
 def _laws(slots: list[Slot], sigma: float) -> list[tuple]:
     laws = []
     for s in slots:
-        sig_t = type_sigma(sigma, s.type_id)
-        tab = noise.tables(sig_t)
-        laws.append((tab.gap, tab.mag, tab.index, sig_t))
+        tab = type_tables(sigma, s.type_id)
+        laws.append((tab.gap, tab.mag, tab.index, tab.sigma, tab.step))
     return laws
 
 
@@ -141,7 +140,7 @@ def update(slots: list[Slot], history: list[tuple[StepSpec, "ChunkRecord | Packe
 
 
 def chunk_noise(seed: int, key: int, chunk: int, length: int, tab: noise.NoiseTables) -> tuple[np.ndarray, np.ndarray]:
-    pos, val = _native.chunk_noise(int(seed), key, chunk, length, tab.gap, tab.mag, tab.index)
+    pos, val = _native.chunk_noise(int(seed), key, chunk, length, tab.gap, tab.mag, tab.index, tab.step)
     return np.frombuffer(pos, np.int64), np.frombuffer(val, np.int8)
 
 

@@ -12,8 +12,9 @@ Shared data shapes (also what the C side takes and returns):
   of +u, and no noise need be drawn again); the update returns the code deltas it applied this way
   (replay rewinds with them).
 The update follows DESIGN.md: g = sum_j a_j u_j (a_j in steps of 1/4096, summed exactly; u re-gated
-against the codes of that step), v = alpha/(sigma_t P) * g + gamma * e, step = round half away from zero, applied where the code stays
-in range, e = clamp(v - applied, -1.5, 1.5) kept in fixed point: e_q = round(e * 8192) in int16.
+against the codes of that step), v = alpha/(sigma_t P) * g + gamma * e (sigma_t the law's sigma: type_tables), step = round half away
+from zero bounded to +-127, applied where the code stays in range, e = clamp(v - applied, -1.5, 1.5)
+kept in fixed point: e_q = round(e * 8192) in int16.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from edgees import noise, quants
 E_SCALE = 8192.0  # error feedback fixed point: e = e_q / 8192, |e| <= 1.5 -> |e_q| <= 12288
 E_CLAMP = 1.5
 COEF_SCALE = 4096.0  # coefficients enter the update as a_q = round(a * 4096): g sums exactly in ints
+MAX_STEP = 127.0  # a step moves a code by at most this (records keep deltas as int8)
 
 
 @dataclass
@@ -96,8 +98,10 @@ class StepSpec:
     sigma: float
 
 
-def type_sigma(sigma: float, type_id: int) -> float:
-    return sigma * quants.sigma_scale(type_id)
+def type_tables(sigma: float, type_id: int) -> noise.NoiseTables:
+    """The noise law of a tensor of this type at sigma (in 4-bit code steps; quants.noise_law)."""
+    scale, step = quants.noise_law(type_id)
+    return noise.tables(sigma * scale, step)
 
 
 # ---------------------------------------------------------------- perturb / restore
@@ -107,7 +111,7 @@ def perturb(slots: list[Slot], seed: int, sigma: float) -> ChunkRecord:
     (chunk-relative positions and values of the entries that moved a code)."""
     parts = []
     for s in slots:
-        tab = noise.tables(type_sigma(sigma, s.type_id))
+        tab = type_tables(sigma, s.type_id)
         for c in range(s.n_chunks):
             b0, b1, length = s.chunk_bytes(c)
             pos, val = noise.chunk_noise(seed, s.key, c, length, tab)
@@ -148,8 +152,8 @@ def _one_step(codes, e_q, slot: Slot, chunk: int, length: int, spec: StepSpec, g
     recorded moves instead would count error spent before the window as negative error and push
     those codes back the next step.)
     """
-    sig_t = type_sigma(spec.sigma, slot.type_id)
-    tab = noise.tables(sig_t)
+    tab = type_tables(spec.sigma, slot.type_id)
+    sig_t = tab.sigma
     lo, hi = slot.qt.lo, slot.qt.hi
     gsum = np.zeros(length, dtype=np.int64)
     cur = codes.astype(np.int16)
@@ -162,7 +166,7 @@ def _one_step(codes, e_q, slot: Slot, chunk: int, length: int, spec: StepSpec, g
     coef = spec.alpha / (sig_t * float(len(spec.seeds)) * COEF_SCALE)
     v = coef * gsum.astype(np.float64) + gamma * (e_q.astype(np.float64) / E_SCALE)
     v = np.clip(v, -1e9, 1e9)
-    step = round_away(v)
+    step = np.clip(round_away(v), -MAX_STEP, MAX_STEP)  # records keep deltas as int8
     target = cur + step.astype(np.int64)
     applied = np.where((step != 0) & (target >= lo) & (target <= hi), step, 0.0)
     r = np.clip(v - applied, -E_CLAMP, E_CLAMP)

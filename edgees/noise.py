@@ -15,13 +15,17 @@ How R is drawn, so that its cost is proportional to the nonzero entries:
   gap[GAP_LEN - 1] skips GAP_LEN zeros and emits nothing (the geometric law is memoryless, so this
   is exact). Its low 32 bits pick the value:
   bit 0 the sign, bits 1..31 the magnitude m >= 1 against mag[m-1] = floor(2^31 * P(|R| <= m | R != 0)).
+- A law may have a step s >= 1 (quants.noise_law: the codes of finer types move s at a time): the
+  value is then sign * min(127, s * m), so it still fits int8. The bound binds only at s = 16 and
+  m >= 8, i.e. |sigma z| > 7: never at the sigmas training uses.
 - Tables are computed here with +, -, *, / only (IEEE-exact everywhere, no libm), so every machine
   gets the same integers; C takes the same tables, so C and Python draw identical noise.
 
 Golden values (also in native/noise.c): mix64(0) = 0, mix64(1) = 0x5692161d100b05e5,
 stream_key(1, 0, 0) = 0x0a385ef24fa6a992; tables(0.01).gap[0] = 34268880; the stream of
 (seed 1, key 0, chunk 0) over 65536 elements at sigma 0.01 has 555 nonzeros, the first three at
-(58, -1), (113, -1), (171, +1). tests/test_noise.py pins these on both sides.
+(58, -1), (113, -1), (171, +1); with step 16 the same positions carry -16, -16, +16.
+tests/test_noise.py pins these on both sides.
 """
 
 from __future__ import annotations
@@ -132,13 +136,15 @@ def level_probs(sigma: float, max_level: int = MAG_LEN) -> list[float]:
 
 @dataclass(frozen=True)
 class NoiseTables:
-    """The integer tables that define R for one sigma (in code steps); what C and numpy consume."""
+    """The integer tables that define R for one sigma (in code steps), and the step each nonzero
+    moves; what C and numpy consume."""
 
     sigma: float
     p_nonzero: float
     gap: np.ndarray  # (GAP_LEN,) uint64: floor(2^32 * P(G <= g)), values in [0, 2^32]
     mag: np.ndarray  # (MAG_LEN,) uint64: floor(2^31 * P(|R| <= m | R != 0)), last = 2^31
     index: np.ndarray  # (INDEX_LEN,) uint16: entries of gap <= k << 20; where the search starts
+    step: int = 1  # codes per unit of R: the value of a nonzero is sign * min(127, step * |R|)
 
 
 def _index(gap: np.ndarray) -> np.ndarray:
@@ -149,15 +155,17 @@ def _index(gap: np.ndarray) -> np.ndarray:
     return np.searchsorted(gap.astype(np.int64), edges, side="right").astype(np.uint16)
 
 
-@functools.lru_cache(maxsize=64)
-def tables(sigma: float) -> NoiseTables:
+@functools.lru_cache(maxsize=64, typed=True)
+def tables(sigma: float, step: int = 1) -> NoiseTables:
     if not (sigma >= 0.0 and sigma <= 64.0):
         raise ValueError(f"sigma {sigma} is outside 0..64 code steps")
+    if not (isinstance(step, int) and 1 <= step <= 127):
+        raise ValueError(f"noise step {step} is outside 1..127 codes")
     if sigma == 0.0:
         gap = np.zeros(GAP_LEN + 1, dtype=np.uint64)
         gap[GAP_LEN] = 1 << 32
         mag = np.full(MAG_LEN, 1 << 31, dtype=np.uint64)
-        return NoiseTables(0.0, 0.0, gap, mag, _index(gap))
+        return NoiseTables(0.0, 0.0, gap, mag, _index(gap), step)
     probs = level_probs(sigma)
     p_nonzero = min(1.0, 2.0 * sum(probs[1:]))
     p0 = 1.0 - p_nonzero
@@ -173,7 +181,7 @@ def tables(sigma: float) -> NoiseTables:
         cum += 2.0 * probs[m]
         mag[m - 1] = min(1 << 31, int(cum / p_nonzero * 2147483648.0))
     mag[-1] = 1 << 31
-    return NoiseTables(sigma, p_nonzero, gap, mag, _index(gap))
+    return NoiseTables(sigma, p_nonzero, gap, mag, _index(gap), step)
 
 
 # ---------------------------------------------------------------- the sampler (reference)
@@ -204,7 +212,7 @@ def chunk_noise(seed: int, tkey: int, chunk: int, length: int, tab: NoiseTables)
         mag_n = np.searchsorted(tab.mag.astype(np.int64), (lo_n >> np.uint64(1)).astype(np.int64), side="right") + 1
         sign_n = np.where((lo_n & np.uint64(1)) == 1, -1, 1)
         pos_out.append(where_n[keep_n])
-        val_out.append((sign_n * mag_n)[keep_n])
+        val_out.append((sign_n * np.minimum(127, tab.step * mag_n))[keep_n])
         pos = int(end_n[-1])
     positions = np.concatenate(pos_out).astype(np.int64)
     values = np.concatenate(val_out).astype(np.int64)

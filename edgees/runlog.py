@@ -30,7 +30,7 @@ from pathlib import Path
 from edgees.errors import RunError
 
 FORMAT = "edgees-run"
-VERSION = 1
+VERSION = 2  # 2: 5-, 6- and 8-bit codes move k at a time at 4-bit density (quants.noise_law)
 STEPS_MAGIC = b"edgees-steps 1\n"
 _HEX = frozenset(b"0123456789abcdef")
 
@@ -180,8 +180,9 @@ class RunDir:
         if header.get("format") != FORMAT:
             raise RunError(f"{self.header_path}: not an edgees run header")
         if header.get("version") != VERSION:
-            raise RunError(f"{self.header_path}: run format version {header.get('version')}; "
-                           f"this edgees reads version {VERSION}")
+            raise RunError(f"{self.header_path}: run format version {header.get('version')}; this edgees "
+                           f"reads version {VERSION} (its steps would replay differently): start a new run, "
+                           f"or use the edgees that wrote it")
         return header
 
     # steps

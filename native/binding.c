@@ -130,7 +130,7 @@ fail:
     return NULL;
 }
 
-/* laws: list of (gap_u64_buf, mag_u64_buf, index_u16_buf, sigma_t), one per slot */
+/* laws: list of (gap_u64_buf, mag_u64_buf, index_u16_buf, sigma_t, step), one per slot */
 static edg_slot_law *parse_laws(PyObject *list, int n_slots, bufset *bs) {
     if (!PyList_Check(list) || PyList_GET_SIZE(list) != n_slots) {
         PyErr_SetString(PyExc_ValueError, "laws must be a list with one entry per slot");
@@ -140,7 +140,10 @@ static edg_slot_law *parse_laws(PyObject *list, int n_slots, bufset *bs) {
     if (!laws) { PyErr_NoMemory(); return NULL; }
     for (int i = 0; i < n_slots; i++) {
         PyObject *g_o, *m_o, *x_o; double sig;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OOOd", &g_o, &m_o, &x_o, &sig)) goto fail;
+        int step;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(list, i), "OOOdi", &g_o, &m_o, &x_o, &sig, &step)) goto fail;
+        if (step < 1 || step > 127) { PyErr_SetString(PyExc_ValueError, "noise step must be 1..127"); goto fail; }
+        laws[i].step = step;
         laws[i].index = bufset_get(bs, x_o, 0, 2 * EDG_INDEX_LEN, "index table");
         if (!laws[i].index) goto fail;
         laws[i].gap = bufset_get(bs, g_o, 0, 8 * (EDG_GAP_LEN + 1), "gap table");
@@ -359,11 +362,13 @@ static PyObject *py_pack_record(PyObject *self, PyObject *args) {
     return res;
 }
 
-/* chunk_noise(seed, key, chunk, length, gap, mag, index) -> (positions int64 bytes, values int8 bytes) */
+/* chunk_noise(seed, key, chunk, length, gap, mag, index, step) -> (positions int64 bytes, values int8 bytes) */
 static PyObject *py_chunk_noise(PyObject *self, PyObject *args) {
-    long long seed, length; unsigned long long key, chunk; PyObject *g_o, *m_o, *x_o;
-    if (!PyArg_ParseTuple(args, "LKKLOOO", &seed, &key, &chunk, &length, &g_o, &m_o, &x_o)) return NULL;
-    if (seed == 0 || length < 0 || length > EDG_CHUNK) { PyErr_SetString(PyExc_ValueError, "bad seed or length"); return NULL; }
+    long long seed, length; unsigned long long key, chunk; PyObject *g_o, *m_o, *x_o; int step;
+    if (!PyArg_ParseTuple(args, "LKKLOOOi", &seed, &key, &chunk, &length, &g_o, &m_o, &x_o, &step)) return NULL;
+    if (seed == 0 || length < 0 || length > EDG_CHUNK || step < 1 || step > 127) {
+        PyErr_SetString(PyExc_ValueError, "bad seed, length or step"); return NULL;
+    }
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     PyObject *res = NULL;
     const uint64_t *gap = bufset_get(bs, g_o, 0, 8 * (EDG_GAP_LEN + 1), "gap table");
@@ -373,7 +378,7 @@ static PyObject *py_chunk_noise(PyObject *self, PyObject *args) {
         int64_t *pos = PyMem_Malloc(8 * (size_t)(length + 1)); int8_t *val = PyMem_Malloc((size_t)length + 1);
         if (pos && val) {
             edg_stream st; int64_t p, k = 0; int v;
-            edg_stream_init(&st, seed, key, chunk, length, gap, mag, index);
+            edg_stream_init(&st, seed, key, chunk, length, gap, mag, index, step);
             while (edg_stream_next(&st, &p, &v)) { pos[k] = p; val[k] = (int8_t)v; k++; }
             res = Py_BuildValue("(y#y#)", (const char *)pos, (Py_ssize_t)(8 * k), (const char *)val, (Py_ssize_t)k);
         } else PyErr_NoMemory();
@@ -396,7 +401,7 @@ static PyMethodDef methods[] = {
     {"restore", py_restore, METH_VARARGS, "restore(slots, applied, n_threads)"},
     {"swap", py_swap, METH_VARARGS, "swap(slots, laws, applied, next_seed, n_threads) -> next applied"},
     {"update", py_update, METH_VARARGS, "update(slots, steps, hist, gamma, n_threads) -> (record, stats)"},
-    {"chunk_noise", py_chunk_noise, METH_VARARGS, "chunk_noise(seed, key, chunk, length, gap, mag)"},
+    {"chunk_noise", py_chunk_noise, METH_VARARGS, "chunk_noise(seed, key, chunk, length, gap, mag, index, step)"},
     {"mix64", py_mix64, METH_VARARGS, "mix64(x)"},
     {"pack_record", py_pack_record, METH_VARARGS, "pack_record((counts, pos, val)) -> (offsets, data)"},
     {NULL, NULL, 0, NULL}

@@ -99,18 +99,6 @@ static void code_span(int type, int *off, int *len) {
     }
 }
 
-typedef struct {
-    const uint8_t *data; /* the tensor's blocks, plus the code span's offset */
-    int64_t start;       /* the chunk's first element */
-    int sh, bb, len;
-} pf_ctx;
-
-static const uint8_t *pf_block(const void *v, int64_t where) {
-    const pf_ctx *c = v;
-    const int64_t i = c->start + where;
-    return c->data + (i >> c->sh) * c->bb + (((i & ((1 << c->sh) - 1)) * c->len) >> c->sh);
-}
-
 static EDG_ALWAYS_INLINE void perturb_typed(int type, pr_ctx *c, int64_t j) {
     const job_t *jb = &c->jobs[j];
     const edg_slot *s = &c->slots[jb->slot];
@@ -119,16 +107,17 @@ static EDG_ALWAYS_INLINE void perturb_typed(int type, pr_ctx *c, int64_t j) {
     list_t *l = &c->lists[j];
     int off, len;
     code_span(type, &off, &len);
-    const pf_ctx pf = {s->data + off, jb->start, sh, s->block_bytes, len};
+    const edg_pf pf = {s->data + off, jb->start, sh, s->block_bytes, len};
     /* P(nonzero) = P(gap = 0) = gap[0] / 2^32 */
     const double gap_bytes = (double)s->block_bytes / s->block_elems / ((double)law->gap[0] / 4294967296.0 + 1e-12);
     const int prefetch = c->prefetch && gap_bytes >= PF_MIN_GAP;
+    /* room for the expected entries and a batch, so the list rarely grows */
+    if (edg_list_reserve(l, (int64_t)((double)jb->length * ((double)law->gap[0] / 4294967296.0) * 1.25) + NZ_BATCH)) return;
     edg_stream st;
-    edg_stream_init(&st, c->seed, s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index);
+    edg_stream_init(&st, c->seed, s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index, law->step);
     for (;;) {
         if (edg_list_reserve(l, l->n + NZ_BATCH)) return;
-        const int64_t m = edg_stream_fill_pf(&st, l->pos + l->n, l->val + l->n, NZ_BATCH,
-                                             prefetch ? pf_block : 0, &pf);
+        const int64_t m = edg_stream_fill_pf(&st, l->pos + l->n, l->val + l->n, NZ_BATCH, prefetch ? &pf : 0);
         l->n = apply_batch(type, s, jb->start, sh, l, l->n, m);
         if (m < NZ_BATCH) return;
     }

@@ -23,7 +23,8 @@ typedef struct {
 typedef struct {
     const uint64_t *gap, *mag; /* noise tables for this slot's type sigma */
     const uint16_t *index;
-    double sigma_t;            /* sigma in this slot's code steps */
+    double sigma_t;            /* the law's sigma, in this slot's code steps */
+    int step;                  /* codes per unit of noise (noise.h) */
 } edg_slot_law;
 
 /* A sparse per-job record: counts[n_jobs], and pos/val concatenated in job order. A history record

@@ -2,7 +2,7 @@
 #include "noise.h"
 
 void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk, int64_t length,
-                     const uint64_t *gap, const uint64_t *mag, const uint16_t *index) {
+                     const uint64_t *gap, const uint64_t *mag, const uint16_t *index, int step) {
     uint64_t seed_abs = seed < 0 ? (uint64_t)(-(seed + 1)) + 1 : (uint64_t)seed;
     s->key = edg_stream_key(seed_abs, tkey, chunk);
     s->t = 0;
@@ -12,4 +12,5 @@ void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk,
     s->mag = mag;
     s->index = index;
     s->neg = seed < 0;
+    s->step = step;
 }

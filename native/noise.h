@@ -6,9 +6,10 @@
  *   gap[EDG_GAP_LEN + 1]: floor(2^32 * P(G <= g)) of the geometric gap between nonzeros; the last
  *                    entry is 2^32, above every 32-bit draw, so the search needs no bound check
  *   mag[EDG_MAG_LEN]: floor(2^31 * P(|R| <= m | R != 0)), m = 1..EDG_MAG_LEN
+ * and a step s (codes per unit of R, 1..127): a nonzero's value is sign * min(127, s * |R|).
  * Golden values: edg_mix64(1) = 0x5692161d100b05e5, edg_stream_key(1, 0, 0) = 0x0a385ef24fa6a992;
  * seed 1, key 0, chunk 0, 65536 elements, sigma 0.01 (gap[0] = 34268880): 555 nonzeros, the first
- * three (58, -1), (113, -1), (171, +1). tests/test_noise.py pins these.
+ * three (58, -1), (113, -1), (171, +1); with step 16, -16, -16, +16. tests/test_noise.py pins these.
  */
 #ifndef EDG_NOISE_H
 #define EDG_NOISE_H
@@ -39,11 +40,11 @@ typedef struct {
     int64_t pos, length;
     const uint64_t *gap, *mag;
     const uint16_t *index; /* index[k] = entries of gap <= k << 20 (noise.py _index) */
-    int neg;
+    int neg, step;
 } edg_stream;
 
 void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk, int64_t length,
-                     const uint64_t *gap, const uint64_t *mag, const uint16_t *index);
+                     const uint64_t *gap, const uint64_t *mag, const uint16_t *index, int step);
 
 /* Up to max next nonzeros into pos/val (chunk-relative positions, values); returns how many, fewer
  * than max only when the stream is exhausted. The stream state stays in locals for
@@ -58,19 +59,23 @@ void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk,
 #else
 #define EDG_RARE(x) (x)
 #endif
-/* edg_stream_fill_pf: the same, and for each nonzero a write prefetch of the byte `where` maps to
- * (pf_addr(ctx, where), if pf_addr is given): the cache lines are then fetched while the rest of
- * the batch is drawn, so memory latency overlaps the drawing instead of following it. */
-typedef const uint8_t *(*edg_pf_fn)(const void *ctx, int64_t where);
-static inline int edg_stream_fill_pf(edg_stream *s, uint16_t *pos, int8_t *val, int max,
-                                     edg_pf_fn pf_addr, const void *pf_ctx);
+/* edg_stream_fill_pf: the same, and for each nonzero a write prefetch of the byte of a packed
+ * tensor that element `where` of the chunk is written in (if pf is given): the cache lines are then
+ * fetched while the rest of the batch is drawn, so memory latency overlaps the drawing instead of
+ * following it. Element i = start + where sits in block i >> sh (bb bytes each), near byte
+ * (i mod 2^sh) * len >> sh of its code span, which data points to (kernels.c code_span). */
+typedef struct {
+    const uint8_t *data;
+    int64_t start;
+    int sh, bb, len;
+} edg_pf;
+static inline int edg_stream_fill_pf(edg_stream *s, uint16_t *pos, int8_t *val, int max, const edg_pf *pf);
 
 static inline int edg_stream_fill(edg_stream *s, uint16_t *pos, int8_t *val, int max) {
-    return edg_stream_fill_pf(s, pos, val, max, 0, 0);
+    return edg_stream_fill_pf(s, pos, val, max, 0);
 }
 
-static inline int edg_stream_fill_pf(edg_stream *s, uint16_t *pos, int8_t *val, int max,
-                                     edg_pf_fn pf_addr, const void *pf_ctx) {
+static inline int edg_stream_fill_pf(edg_stream *s, uint16_t *pos, int8_t *val, int max, const edg_pf *pf) {
     if (s->pos >= s->length || max <= 0) return 0;
     int64_t p = s->pos;
     const int64_t length = s->length;
@@ -79,6 +84,7 @@ static inline int edg_stream_fill_pf(edg_stream *s, uint16_t *pos, int8_t *val, 
     const uint64_t *gap = s->gap;
     const uint64_t lo_big = 2 * s->mag[0]; /* low 32 bits of a draw at or above: magnitude > 1 */
     const uint16_t *index = s->index;
+    const int step = s->step;
     int n = 0;
     while (n < max) {
         x += EDG_GOLDEN;
@@ -97,15 +103,18 @@ static inline int edg_stream_fill_pf(edg_stream *s, uint16_t *pos, int8_t *val, 
         const int64_t where = p + g;
         p = where + 1;
         if (EDG_RARE(where >= length)) break;
-        int v = 1 - 2 * (int)((d ^ neg) & 1);
+        int v = step - 2 * step * (int)((d ^ neg) & 1);
         if (EDG_RARE((d & 0xFFFFFFFFULL) >= lo_big)) { /* mag[0] <= lo >> 1 */
             const uint64_t *mag = s->mag, r = (d & 0xFFFFFFFFULL) >> 1;
             int m = 1;
             while (m < EDG_MAG_LEN && mag[m - 1] <= r) m++;
-            v *= m;
+            v = (v < 0 ? -1 : 1) * (m * step < 127 ? m * step : 127);
         }
 #if defined(__GNUC__) || defined(__clang__)
-        if (pf_addr) __builtin_prefetch(pf_addr(pf_ctx, where), 1, 3);
+        if (pf) {
+            const int64_t i = pf->start + where;
+            __builtin_prefetch(pf->data + (i >> pf->sh) * pf->bb + (((i & ((1 << pf->sh) - 1)) * pf->len) >> pf->sh), 1, 3);
+        }
 #endif
         pos[n] = (uint16_t)where;
         val[n] = (int8_t)v;

@@ -28,6 +28,7 @@
 #define E_CLAMP 1.5
 #define E_MAX 12288 /* |e_q| <= E_CLAMP * E_SCALE after any step */
 #define COEF_SCALE 4096.0
+#define MAX_STEP 127.0 /* a step moves a code by at most this: records keep deltas as int8 */
 
 /* Round half away from zero: trunc(v + copysign(0.5, v)), the cast truncating (|v| <= 1e9 + 0.5). */
 static inline double round_away(double v) { return (double)(int64_t)(v + copysign(0.5, v)); }
@@ -43,9 +44,11 @@ static inline double clamp_v(double v) {
 static inline double decay_v(double gamma, int e_q) { return clamp_v(gamma * ((double)e_q / E_SCALE)); }
 
 /* From v to the new e_q (*e_q) and the step the range admits (returned; *blocked = 1 when a nonzero
- * rounded step was refused). Every path runs this one function, so they agree to the bit. */
+ * rounded step, bounded to +-MAX_STEP, was refused). Every path runs this one function, so they agree to the bit. */
 static inline double settle(double v, int code, int lo, int hi, int16_t *e_q, int *blocked) {
     double stp = round_away(v), applied = 0.0;
+    if (stp > MAX_STEP) stp = MAX_STEP;
+    if (stp < -MAX_STEP) stp = -MAX_STEP;
     *blocked = 0;
     if (stp != 0.0) {
         double target = (double)code + stp;
@@ -232,7 +235,7 @@ static void gather_noise(const edg_slot *s, const job_t *jb, const edg_step *st,
     const int lo = s->lo, hi = s->hi;
     for (int j = 0; j < st->P; j++) {
         edg_stream ns;
-        edg_stream_init(&ns, st->seeds[j], s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index);
+        edg_stream_init(&ns, st->seeds[j], s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index, law->step);
         /* coefficients enter in fixed point: a_q = round(a * 4096), so g sums exactly in int32 */
         const int32_t a = (int32_t)round_away(st->coefs[j] * COEF_SCALE);
         uint16_t pos[256];

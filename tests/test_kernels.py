@@ -68,7 +68,7 @@ def test_gated_positions_are_at_the_range_ends(type_name):
     rec = kernels.perturb(slots, 5, 0.5)
     kernels.restore(slots, rec)
     codes = quants.unpack_codes(qt.type_id, slots[0].view)
-    pos, val = noise.chunk_noise(5, slots[0].key, 0, noise.CHUNK, noise.tables(kernels_ref.type_sigma(0.5, qt.type_id)))
+    pos, val = noise.chunk_noise(5, slots[0].key, 0, noise.CHUNK, kernels_ref.type_tables(0.5, qt.type_id))
     applied_pos, applied_val = rec.split()[0]
     kept = np.isin(pos, applied_pos.astype(np.int64))
     assert np.array_equal(val[kept], applied_val)
@@ -281,7 +281,7 @@ def test_lazy_replay_across_quiet_steps(gamma):
     loud = steps_for(6, seed=11, pairs=8, sigma=0.5, alpha=0.3)
     quiet = steps_for(40, seed=12, pairs=2, sigma=0.0005, alpha=0.3)
     steps = loud + quiet + steps_for(2, seed=13, pairs=8, sigma=0.05, alpha=0.3)
-    tab = noise.tables(kernels_ref.type_sigma(0.0005, quants.BY_NAME["Q4_1"].type_id))
+    tab = kernels_ref.type_tables(0.0005, quants.BY_NAME["Q4_1"].type_id)
     quiet_entries = sum(noise.chunk_noise(s, 1, 0, noise.CHUNK, tab)[0].size for spec in quiet for s in spec.seeds)
     assert quiet_entries < 0.01 * noise.CHUNK * len(quiet)  # the quiet steps touch well under 1% each
     resid_slots = make_slots("Q4_1", sizes=(66000, 512), seed=len(steps))

@@ -18,6 +18,35 @@ def test_golden_values():
     for pos, val in (noise.chunk_noise(1, 0, 0, noise.CHUNK, tab), kernels.chunk_noise(1, 0, 0, noise.CHUNK, tab)):
         assert len(pos) == 555
         assert [(int(p), int(v)) for p, v in zip(pos[:3], val[:3])] == [(58, -1), (113, -1), (171, 1)]
+    tab16 = noise.tables(0.01, 16)
+    for pos, val in (noise.chunk_noise(1, 0, 0, noise.CHUNK, tab16), kernels.chunk_noise(1, 0, 0, noise.CHUNK, tab16)):
+        assert len(pos) == 555
+        assert [(int(p), int(v)) for p, v in zip(pos[:3], val[:3])] == [(58, -16), (113, -16), (171, 16)]
+
+
+@pytest.mark.parametrize("sigma", [0.01, 2.0, 20.0])
+@pytest.mark.parametrize("step", [2, 4, 16])
+def test_a_step_scales_the_values_and_nothing_else(sigma, step):
+    """Same positions as step 1, values step * R clipped to +-127, identical in C and numpy,
+    antithetic; at sigma 20 (step 16) the clip is reached."""
+    one, tab = noise.tables(sigma), noise.tables(sigma, step)
+    for seed in (3, -3):
+        p1, v1 = noise.chunk_noise(seed, 77, 2, noise.CHUNK, one)
+        p_ref, v_ref = noise.chunk_noise(seed, 77, 2, noise.CHUNK, tab)
+        p_c, v_c = kernels.chunk_noise(seed, 77, 2, noise.CHUNK, tab)
+        assert np.array_equal(p_ref, p_c) and np.array_equal(v_ref, v_c)
+        assert np.array_equal(p1, p_ref)
+        assert np.array_equal(v_ref, np.sign(v1) * np.minimum(127, step * np.abs(v1.astype(np.int64))))
+    a, b = noise.dense_noise(5, 1, 70_000, tab), noise.dense_noise(-5, 1, 70_000, tab)
+    assert np.array_equal(a, -b)
+    if sigma == 20.0 and step == 16:
+        assert np.any(np.abs(a) == 127)
+
+
+def test_a_step_outside_1_to_127_is_refused():
+    for bad in (0, 128, 2.0):
+        with pytest.raises(ValueError):
+            noise.tables(0.01, bad)
 
 
 def test_tensor_key_is_stable():

@@ -138,7 +138,8 @@ def test_table_and_frozen_reasons():
         assert t.value == q.type_id and gguf.GGML_QUANT_SIZES[t] == (q.block_elems, q.block_bytes)
         assert quants.qtype(q.type_id) is q and quants.is_trainable(q.type_id)
         assert quants.frozen_reason(q.type_id) == ""
-    assert quants.sigma_scale(12) == 1.0 and quants.sigma_scale(14) == 4.0 and quants.sigma_scale(10) == 0.25
+    assert quants.noise_law(12) == (1.0, 1) and quants.noise_law(14) == (1.0, 4) and quants.noise_law(8) == (1.0, 16)
+    assert quants.noise_law(10) == (0.25, 1) and quants.noise_law(11) == (0.5, 1) and quants.noise_law(6) == (1.0, 2)
     assert quants.frozen_reason(0) == "float tensor (norms, biases): left as is"
     assert quants.frozen_reason(16) == "grid-codebook type: codes are not ordered levels"
     assert quants.frozen_reason(34) == "ternary type"

@@ -3,6 +3,8 @@ any complete record, the last included, is reported with its line; atomic header
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from edgees.errors import RunError
@@ -72,6 +74,19 @@ def test_header_written_after_step_log(tmp_path, monkeypatch):
     run.write_header({"config": {}})
     assert order == ["steps.log", "run.json"]
     assert (run.path / "steps.log").read_bytes() == STEPS_MAGIC
+    run.close()
+
+
+def test_a_run_of_another_format_version_is_refused_with_the_fix(tmp_path):
+    """Steps logged under another noise law would replay to other weights: refuse, and say what to do."""
+    run = RunDir(tmp_path / "run", write=True)
+    run.write_header({"config": {}})
+    header = json.loads(run.header_path.read_text())
+    run.header_path.write_text(json.dumps({**header, "version": 1}))
+    before = run.header_path.read_bytes()
+    with pytest.raises(RunError, match=r"version 1; this edgees reads version 2 .*start a new run"):
+        run.read_header()
+    assert run.header_path.read_bytes() == before
     run.close()
 
 
