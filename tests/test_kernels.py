@@ -359,3 +359,31 @@ def test_a_damaged_packed_record_is_refused():
     with pytest.raises(ValueError, match="span its data"):
         kernels.update(clone(slots), [(steps[0], kernels.PackedRecord(p.counts, p.offsets, p.data[:-1]))],
                        steps[1])
+
+
+def test_finer_types_take_the_4bit_step_in_weight_space():
+    """One sigma is the same relative step on every type: a Q8_0 tensor (16 of its steps to one
+    4-bit step) gets the noise of a 4-bit tensor with the same name times 16, and its update moves
+    16 times as many codes, to within rounding (quants.noise_law)."""
+    n = 2 * noise.CHUNK
+    q4, q8 = quants.BY_NAME["Q4_0"], quants.BY_NAME["Q8_0"]
+    slots = {}
+    for qt, mid in ((q4, 8), (q8, 0)):  # mid-range codes: nothing is gated
+        raw = np.zeros(n // qt.block_elems * qt.block_bytes, np.uint8)
+        quants.pack_codes(qt.type_id, raw, np.full(n, mid, np.int8))
+        slots[qt.name] = [kernels.Slot("blk.0.ffn_up.weight", qt.type_id, n, raw)]
+    r4 = kernels.perturb(slots["Q4_0"], 9, 0.05)
+    r8 = kernels.perturb(slots["Q8_0"], 9, 0.05)
+    assert r4.pos.size > 1000
+    assert np.array_equal(r4.pos, r8.pos) and np.array_equal(r8.val.astype(np.int16), 16 * r4.val.astype(np.int16))
+    kernels.restore(slots["Q4_0"], r4)
+    kernels.restore(slots["Q8_0"], r8)
+    spec = steps_for(1, pairs=4, sigma=0.05, alpha=0.1)[0]
+    d4, d8 = (np.zeros(n, np.int64) for _ in range(2))
+    for d, name in ((d4, "Q4_0"), (d8, "Q8_0")):
+        rec, _ = kernels.update(slots[name], [], spec)
+        base = np.arange(len(rec.counts)).repeat(rec.counts.astype(np.int64)) * noise.CHUNK
+        d[base + rec.pos.astype(np.int64)] = rec.val
+    moved4 = d4 != 0
+    assert 100 < np.count_nonzero(moved4) and np.abs(d4).max() < 7
+    assert np.all(d8[moved4] != 0) and np.all(np.abs(d8 - 16 * d4) <= 8)
