@@ -62,12 +62,12 @@ void edg_stream_init(edg_stream *s, int64_t seed, uint64_t tkey, uint64_t chunk,
 /* edg_stream_fill_pf: the same, and for each nonzero a write prefetch of the byte of a packed
  * tensor that element `where` of the chunk is written in (if pf is given): the cache lines are then
  * fetched while the rest of the batch is drawn, so memory latency overlaps the drawing instead of
- * following it. Element i = start + where sits in block i >> sh (bb bytes each), near byte
- * (i mod 2^sh) * len >> sh of its code span, which data points to (kernels.c code_span). */
+ * following it. Element i = start + where sits in block i >> sh (bb bytes each), at byte
+ * off[i mod 2^sh] of it. */
 typedef struct {
-    const uint8_t *data;
+    const uint8_t *data, *off;
     int64_t start;
-    int sh, bb, len;
+    int sh, bb;
 } edg_pf;
 static inline int edg_stream_fill_pf(edg_stream *s, uint16_t *pos, int8_t *val, int max, const edg_pf *pf);
 
@@ -113,7 +113,7 @@ static inline int edg_stream_fill_pf(edg_stream *s, uint16_t *pos, int8_t *val, 
 #if defined(__GNUC__) || defined(__clang__)
         if (pf) {
             const int64_t i = pf->start + where;
-            __builtin_prefetch(pf->data + (i >> pf->sh) * pf->bb + (((i & ((1 << pf->sh) - 1)) * pf->len) >> pf->sh), 1, 3);
+            __builtin_prefetch(pf->data + (i >> pf->sh) * pf->bb + pf->off[i & ((1 << pf->sh) - 1)], 1, 3);
         }
 #endif
         pos[n] = (uint16_t)where;
