@@ -1,5 +1,6 @@
 """The user's model file is byte-identical (sha256) and never opened for writing, after every command."""
 
+import json
 import subprocess
 
 from edgees.gguffile import sha256_file
@@ -27,3 +28,9 @@ def test_every_command_leaves_the_model_file_byte_identical(tmp_path):
         out = subprocess.run(edgees_cmd(args), capture_output=True, text=True, env=env, timeout=600)
         assert out.returncode == 0, f"{args[0]}: {out.stderr[-800:]}"
         assert sha256_file(model) == before, f"`edgees {args[0]}` changed the model file"
+        if args[0] == "bench":  # the figures issue 2 asks of it, in one JSON object
+            figures = json.loads(out.stdout)
+            for key in ("perturb_restore_over_memcpy", "perturb_restore_over_memcpy_paired_median",
+                        "native_over_reference_speedup", "update_seconds"):
+                assert figures[key] > 0, key
+            assert figures["restore_exact"] is True
