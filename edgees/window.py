@@ -30,8 +30,16 @@ class _Part:
     data_bytes: int
 
     @property
+    def counts_at(self) -> int:  # offsets end, counts begin
+        return 8 * (self.n_jobs + 1)
+
+    @property
+    def data_at(self) -> int:  # counts end, the packed stream begins
+        return self.counts_at + 4 * self.n_jobs
+
+    @property
     def size(self) -> int:
-        return _padded(8 * (self.n_jobs + 1) + 4 * self.n_jobs + self.data_bytes)
+        return _padded(self.data_at + self.data_bytes)
 
 
 def _padded(n: int) -> int:
@@ -67,7 +75,7 @@ class _InFile:
                 f.write(np.ascontiguousarray(r.offsets, np.uint64).tobytes())
                 f.write(np.ascontiguousarray(r.counts, np.uint32).tobytes())
                 f.write(r.data.tobytes())
-                f.write(b"\0" * (part.size - (8 * (part.n_jobs + 1) + 4 * part.n_jobs + part.data_bytes)))
+                f.write(b"\0" * (part.size - part.data_at - part.data_bytes))
                 self.parts.append(part)
                 offset += part.size
 
@@ -79,10 +87,9 @@ class _InFile:
             if f.readinto(buf) != part.size:
                 raise OSError(f"{self.path}: replay window file is shorter than written; "
                               "another process may have touched the run dir")
-        o_end = 8 * (part.n_jobs + 1)
-        c_end = o_end + 4 * part.n_jobs
-        return PackedRecord(counts=buf[o_end:c_end].view(np.uint32), offsets=buf[:o_end].view(np.uint64),
-                            data=buf[c_end:c_end + part.data_bytes])
+        return PackedRecord(counts=buf[part.counts_at:part.data_at].view(np.uint32),
+                            offsets=buf[:part.counts_at].view(np.uint64),
+                            data=buf[part.data_at:part.data_at + part.data_bytes])
 
     @property
     def nbytes(self) -> int:
