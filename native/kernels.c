@@ -11,6 +11,7 @@
 #include "kernels.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "codes.h"
 #include "jobs.h"
@@ -31,6 +32,11 @@ static inline int block_shift(int block_elems) {
 }
 
 typedef struct {
+    const uint8_t *offs[24];     /* code_offsets of each slot type (by type id), or NULL */
+    uint8_t tab[12][256];        /* their storage */
+} code_tabs;
+
+typedef struct {
     const edg_slot *slots;
     const edg_slot_law *laws;
     const job_t *jobs;
@@ -39,9 +45,8 @@ typedef struct {
     const edg_record *applied;   /* restore: what a perturb applied */
     const int64_t *offsets;      /* restore: first entry of each job in `applied` */
     int bad;                     /* restore: an entry that cannot be undone (foreign record) */
-    int prefetch;                /* perturb: prefetch the blocks it will write */
-    const uint8_t *offs[24];     /* perturb: code_offsets of each slot type (by type id), or NULL */
-    uint8_t tab[12][256];        /* their storage */
+    int prefetch;                /* prefetch the blocks it will write (perturb) or read (restore) */
+    code_tabs *tabs;             /* perturb with prefetch: where each type's codes sit in a block */
 } pr_ctx;
 
 /* Apply entries [n0, n0 + m) of l (gated ones dropped, the rest compacted); returns the new count. */
@@ -95,7 +100,7 @@ static EDG_ALWAYS_INLINE void perturb_typed(int type, pr_ctx *c, int64_t j) {
     const edg_slot_law *law = &c->laws[jb->slot];
     const int sh = block_shift(s->block_elems);
     list_t *l = &c->lists[j];
-    const edg_pf pf = {s->data, c->offs[type], jb->start, sh, s->block_bytes};
+    const edg_pf pf = {s->data, c->tabs ? c->tabs->offs[type] : NULL, jb->start, sh, s->block_bytes};
     /* P(nonzero) = P(gap = 0) = gap[0] / 2^32 */
     const double gap_bytes = (double)s->block_bytes / s->block_elems / ((double)law->gap[0] / 4294967296.0 + 1e-12);
     const int prefetch = c->prefetch && gap_bytes >= PF_MIN_GAP;
@@ -181,16 +186,20 @@ static int wants_prefetch(const edg_slot *slots, int n_slots) {
 }
 
 /* The perturb side of a context: prefetch on or off, and the code offsets of each slot type. */
-static void perturb_setup(pr_ctx *c, const edg_slot *slots, int n_slots) {
+static void perturb_setup(pr_ctx *c, code_tabs *tabs, const edg_slot *slots, int n_slots) {
     c->prefetch = wants_prefetch(slots, n_slots);
+    c->tabs = NULL;
+    if (!c->prefetch) return;
+    memset(tabs->offs, 0, sizeof tabs->offs);
     int used = 0;
-    for (int i = 0; i < n_slots && c->prefetch; i++) {
+    for (int i = 0; i < n_slots; i++) {
         const int t = slots[i].type;
-        if (t < 0 || t >= 24 || c->offs[t]) continue;
-        if (used == 12 || slots[i].block_elems > 256) { c->prefetch = 0; break; } /* not a trainable type */
-        code_offsets(t, slots[i].block_elems, c->tab[used]);
-        c->offs[t] = c->tab[used++];
+        if (t < 0 || t >= 24 || tabs->offs[t]) continue;
+        if (used == 12 || slots[i].block_elems > 256) { c->prefetch = 0; return; } /* not a trainable type */
+        code_offsets(t, slots[i].block_elems, tabs->tab[used]);
+        tabs->offs[t] = tabs->tab[used++];
     }
+    c->tabs = tabs;
 }
 
 static int64_t *record_offsets(const edg_record *r, int64_t n_jobs) {
@@ -207,8 +216,9 @@ int edg_perturb(const edg_slot *slots, int n_slots, const edg_slot_law *laws, in
     job_t *jobs = edg_make_jobs(slots, n_slots, &n_jobs);
     list_t *lists = calloc((size_t)(n_jobs > 0 ? n_jobs : 1), sizeof(list_t));
     if (!jobs || !lists) { free(jobs); free(lists); return -1; }
-    pr_ctx c = {slots, laws, jobs, seed, lists, NULL, NULL, 0, 0, {0}, {{0}}};
-    perturb_setup(&c, slots, n_slots);
+    pr_ctx c = {slots, laws, jobs, seed, lists, NULL, NULL, 0, 0, NULL};
+    code_tabs tabs;
+    perturb_setup(&c, &tabs, slots, n_slots);
     edg_run_jobs(perturb_job, &c, n_jobs, n_threads);
     free(jobs);
     int rc = edg_gather(lists, n_jobs, applied);
@@ -221,7 +231,7 @@ int edg_restore(const edg_slot *slots, int n_slots, const edg_record *applied, i
     job_t *jobs = edg_make_jobs(slots, n_slots, &n_jobs);
     int64_t *offsets = jobs ? record_offsets(applied, n_jobs) : NULL;
     if (!jobs || !offsets) { free(jobs); free(offsets); return -1; }
-    pr_ctx c = {slots, NULL, jobs, 0, NULL, applied, offsets, 0, wants_prefetch(slots, n_slots), {0}, {{0}}};
+    pr_ctx c = {slots, NULL, jobs, 0, NULL, applied, offsets, 0, wants_prefetch(slots, n_slots), NULL};
     edg_run_jobs(restore_job, &c, n_jobs, n_threads);
     free(jobs);
     free(offsets);
@@ -235,9 +245,10 @@ int edg_swap(const edg_slot *slots, int n_slots, const edg_slot_law *laws, const
     int64_t *offsets = jobs ? record_offsets(applied, n_jobs) : NULL;
     list_t *lists = calloc((size_t)(n_jobs > 0 ? n_jobs : 1), sizeof(list_t));
     if (!jobs || !offsets || !lists) { free(jobs); free(offsets); free(lists); return -1; }
-    swap_ctx c = {{slots, NULL, jobs, 0, NULL, applied, offsets, 0, wants_prefetch(slots, n_slots), {0}, {{0}}},
-                  {slots, laws, jobs, next_seed, lists, NULL, NULL, 0, 0, {0}, {{0}}}};
-    perturb_setup(&c.perturb, slots, n_slots);
+    swap_ctx c = {{slots, NULL, jobs, 0, NULL, applied, offsets, 0, wants_prefetch(slots, n_slots), NULL},
+                  {slots, laws, jobs, next_seed, lists, NULL, NULL, 0, 0, NULL}};
+    code_tabs tabs;
+    perturb_setup(&c.perturb, &tabs, slots, n_slots);
     edg_run_jobs(swap_job, &c, n_jobs, n_threads);
     free(jobs);
     free(offsets);
