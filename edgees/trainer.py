@@ -47,6 +47,36 @@ def _mean_reward(task, engine, examples) -> float:
     return float(arr.mean())
 
 
+def evaluate_members(state: WeightState, engine, seeds, sigma: float, reward: Callable[[], float],
+                     should_stop: Callable[[], bool] = lambda: False,
+                     on_member: Callable[[int, float], None] | None = None):
+    """One step's members on the live weights, in order +s_0, -s_0, +s_1, ...: perturb in place
+    (from the second member on, restore the last one and perturb this one in one pass), then
+    reward(). The weights go back exactly at the end, whatever happened. Returns (rewards_plus,
+    rewards_minus), or None when should_stop() asked at a member boundary."""
+    r_plus: list[float] = []
+    r_minus: list[float] = []
+    current = None  # what the perturb of the member on the weights now applied
+    try:
+        for j, s in enumerate(seeds):
+            for sign, out in ((1, r_plus), (-1, r_minus)):
+                if should_stop():
+                    return None
+                engine.synchronize()
+                current = (state.perturb(sign * s, sigma) if current is None
+                           else state.swap(current, sign * s, sigma))
+                engine.weights_changed()
+                out.append(reward())
+                if on_member is not None:
+                    on_member(2 * j + (sign < 0), out[-1])
+    finally:
+        if current is not None:
+            engine.synchronize()
+            state.restore(current)
+            engine.weights_changed()
+    return r_plus, r_minus
+
+
 def heldout_metrics(task, engine, heldout, n: int) -> dict:
     t0 = time.perf_counter()
     _, metrics, _ = task.evaluate(engine, heldout[:n])
@@ -156,28 +186,14 @@ class Trainer:
             idx = step_prompts(len(self.train), cfg.seed, t, cfg.prompts)
             batch = [self.train[i] for i in idx]
             seeds = qes.pair_seeds(cfg.seed, t, cfg.pairs)
-            r_plus, r_minus = [], []
             t_step = t_eval = time.perf_counter()
-            current = None  # what the perturb of the member on the weights now applied
-            try:
-                for j, s in enumerate(seeds):
-                    for sign, out in ((1, r_plus), (-1, r_minus)):
-                        if should_stop():
-                            self.on_event("stopped", {"step": t})
-                            return self.summary(stopped=True)
-                        engine.synchronize()
-                        if current is None:
-                            current = state.perturb(sign * s, cfg.sigma)
-                        else:  # restore the last member and perturb this one in one pass
-                            current = state.swap(current, sign * s, cfg.sigma)
-                        engine.weights_changed()
-                        out.append(_mean_reward(self.task, engine, batch))
-                        self.on_event("member", {"step": t, "member": 2 * j + (sign < 0), "reward": out[-1]})
-            finally:
-                if current is not None:  # the weights go back exactly, whatever happened
-                    engine.synchronize()
-                    state.restore(current)
-                    engine.weights_changed()
+            rewards = evaluate_members(
+                state, engine, seeds, cfg.sigma, lambda: _mean_reward(self.task, engine, batch), should_stop,
+                lambda m, r: self.on_event("member", {"step": t, "member": m, "reward": r}))
+            if rewards is None:
+                self.on_event("stopped", {"step": t})
+                return self.summary(stopped=True)
+            r_plus, r_minus = rewards
             t_eval = time.perf_counter() - t_eval
             coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)
             t_up = time.perf_counter()

@@ -4,10 +4,10 @@
 A real run only reaches a full window after K steps (K = 50: over an hour on 2 cores), so this
 builds one directly: K real replay updates of the default config (its pairs, sigma, alpha, gamma,
 window; the pair seeds of a run, coefficients z-scored from a fixed random draw instead of
-rewards), then times update K + 1. In the same run it times one step's evaluation the way the
-trainer does it: 2 x pairs members, each a fused restore + perturb and the task's rewards on the
-step's prompts. Prints both, the update's share of the step (update / (evaluation + update); the
-issue's target: at most 0.20) and update / evaluation.
+rewards), then times update K + 1. In the same run it times one step's evaluation with the
+trainer's own member loop: 2 x pairs members, each a fused restore + perturb and the task's rewards
+on the step's prompts. Prints both, the update's share of the step (update / (evaluation + update);
+the issue's target: at most 0.20) and update / evaluation.
 
   python tools/bench_update_share.py [MODEL] [--task arithmetic] [--threads N] [--json]
 """
@@ -37,7 +37,7 @@ def main() -> None:
     from edgees.models import resolve_model
     from edgees.state import WeightState
     from edgees.tasks.base import get_task
-    from edgees.trainer import step_prompts
+    from edgees.trainer import evaluate_members, step_prompts
 
     cfg = qes.QESConfig()
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
@@ -64,18 +64,9 @@ def main() -> None:
         engine = load_live(wc, n_threads=args.threads)
         try:
             seeds = qes.pair_seeds(cfg.seed, cfg.window + 1, cfg.pairs)
-            current = None
             t2 = time.perf_counter()
-            for j, s in enumerate(seeds):
-                for sign in (1, -1):
-                    engine.synchronize()
-                    current = (state.perturb(sign * s, cfg.sigma) if current is None
-                               else state.swap(current, sign * s, cfg.sigma))
-                    engine.weights_changed()
-                    task.train_rewards(engine, batch)
-                    say(f"evaluation: member {2 * j + (sign < 0) + 1}/{2 * cfg.pairs}")
-            engine.synchronize()
-            state.restore(current)
+            evaluate_members(state, engine, seeds, cfg.sigma, lambda: float(np.mean(task.train_rewards(engine, batch))),
+                             on_member=lambda m, r: say(f"evaluation: member {m + 1}/{2 * cfg.pairs}"))
             eval_s = time.perf_counter() - t2
         finally:
             engine.close()
@@ -99,4 +90,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from edgees.errors import EdgeesError
+    try:
+        main()
+    except EdgeesError as exc:
+        sys.exit(f"bench_update_share: error: {exc}")
