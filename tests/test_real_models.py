@@ -1,5 +1,6 @@
 """The QES core and the whole loop on the real models (marked `real`; CI runs them)."""
 
+import json
 import subprocess
 
 import numpy as np
@@ -59,6 +60,20 @@ def test_finetune_verify_export_on_smollm2(smollm2_path, tmp_path):
         assert res.returncode == 0, res.stderr[-1000:]
     assert out.stat().st_size > 0
     assert sha256_file(smollm2_path) == sha
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_bench_engine_on_smollm2(smollm2_path):
+    """`edgees bench engine --json` on the default model: every figure of issue 3, and batched
+    greedy == sequential greedy on at least 95% of the 32 prompts (no timing thresholds)."""
+    from test_user_file import assert_engine_bench_figures
+    res = subprocess.run(edgees_cmd(["bench", "engine", str(smollm2_path), "--repeat", "1", "--json"]),
+                         capture_output=True, text=True, env=subprocess_env(), timeout=900)
+    assert res.returncode == 0, res.stderr[-1000:]
+    figures = json.loads(res.stdout)
+    assert_engine_bench_figures(figures, n=32)
+    assert figures["batched_equals_sequential"] >= 0.95
 
 
 @pytest.mark.real

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Engine benchmark script: `edgees bench engine` without the CLI (same module, same figures).
 
-    python tools/bench_engine.py [MODEL] [--json] [--n 32] [--max-tokens 32] [--repeat 2]
+    python tools/bench_engine.py [MODEL] [--json] [--n 32] [--max-tokens 32] [--repeat 3]
 
 The measurement lives in edgees.bench_engine (see its docstring for what each figure means).
 """

@@ -29,8 +29,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=32, help="prompts (default 32)")
     p.add_argument("--max-tokens", type=int, default=32, help="generation budget (default 32)")
     p.add_argument("--threads", type=int, default=None, help="compute threads (default: all CPUs)")
-    p.add_argument("--repeat", type=int, default=2,
-                   help="alternate the two paths this many times, best wall time counts (default 2)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="alternate the two paths this many times; the best wall time of each counts, "
+                   "and the median of the pairs' ratios is reported too (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run_engine)
     _register_kernels(sub)
