@@ -11,6 +11,7 @@ import importlib
 import json
 import sys
 
+from edgees.commands import positive_int
 from edgees.models import default_model_name, resolve_model
 
 
@@ -26,10 +27,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         "ceiling; batched == sequential fraction; peak RSS of each path (separate processes).")
     p.add_argument("model", metavar="MODEL", nargs="?", default=None,
                    help="registry name or .gguf path (default: the default model)")
-    p.add_argument("--n", type=int, default=32, help="prompts (default 32)")
-    p.add_argument("--max-tokens", type=int, default=32, help="generation budget (default 32)")
-    p.add_argument("--threads", type=int, default=None, help="compute threads (default: all CPUs)")
-    p.add_argument("--repeat", type=int, default=3,
+    p.add_argument("--n", type=positive_int, default=32, help="prompts (default 32)")
+    p.add_argument("--max-tokens", type=positive_int, default=32, help="generation budget (default 32)")
+    p.add_argument("--threads", type=positive_int, default=None, help="compute threads (default: all CPUs)")
+    p.add_argument("--repeat", type=positive_int, default=3,
                    help="alternate the two paths this many times; the best wall time of each counts, "
                    "and the median of the pairs' ratios is reported too (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -50,8 +51,8 @@ def _register_kernels(sub) -> None:
     p.add_argument("model", metavar="MODEL", nargs="?", default=None,
                    help="registry name or .gguf path (default: the default model)")
     p.add_argument("--sigma", type=float, default=0.01)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--threads", type=positive_int, default=None, help="threads (default: all CPUs)")
+    p.add_argument("--reps", type=positive_int, default=5, help="timed repetitions (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=lambda args: _run_kernels(module, args))
 

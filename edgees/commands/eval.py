@@ -12,6 +12,7 @@ import json
 import sys
 import time
 
+from edgees.commands import positive_int
 from edgees.models import resolve_model
 
 
@@ -24,9 +25,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--task", default="arithmetic", help="task spec (default arithmetic; see `edgees tasks ls`)")
     p.add_argument("--task-opt", "--option", "-o", dest="option", action="append", default=[], metavar="KEY=VALUE",
                    help="task option, repeatable (e.g. -o max_tokens=32)")
-    p.add_argument("--n", type=int, default=None, help="held-out examples (default: the task's default)")
-    p.add_argument("--threads", type=int, default=None, help="compute threads (default: all CPUs)")
-    p.add_argument("--batch", type=int, default=32, help="sequences decoded together (default 32)")
+    p.add_argument("--n", type=positive_int, default=None, help="held-out examples (default: the task's default)")
+    p.add_argument("--threads", type=positive_int, default=None, help="compute threads (default: all CPUs)")
+    p.add_argument("--batch", type=positive_int, default=32, help="sequences decoded together (default 32)")
     p.add_argument("--mem-cap-mb", type=float, default=None,
                    help="bound the context memory of one batch (KV cache + logits)")
     p.add_argument("--samples", type=int, default=0, metavar="K", help="also show the first K completions")

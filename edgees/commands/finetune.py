@@ -9,6 +9,7 @@ import sys
 from dataclasses import fields
 
 from edgees import qes
+from edgees.commands import positive_int
 
 EXAMPLES = """\
 examples:
@@ -41,8 +42,8 @@ def register(sub) -> None:
                            help=f"{f.metadata['help']} (default {f.default})")
     p.add_argument("--minutes", type=float, default=None,
                    help="time budget: start no new step after this many minutes (resume continues)")
-    p.add_argument("--threads", type=int, default=None, help="threads for llama.cpp and the kernels")
-    p.add_argument("--n-seq", type=int, default=32, help="most sequences decoded together (default 32)")
+    p.add_argument("--threads", type=positive_int, default=None, help="threads for llama.cpp and the kernels")
+    p.add_argument("--n-seq", type=positive_int, default=32, help="most sequences decoded together (default 32)")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

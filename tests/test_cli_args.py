@@ -1,0 +1,26 @@
+"""Bad counts on the command line: one line naming the flag, exit 2, nothing started or written."""
+
+import subprocess
+
+import pytest
+
+from toy_task import edgees_cmd, subprocess_env
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["bench", "engine", "MODEL", "--n", "0"], "--n"),
+    (["bench", "engine", "MODEL", "--repeat", "two"], "--repeat"),
+    (["bench", "kernels", "MODEL", "--reps", "0"], "--reps"),
+    (["eval", "MODEL", "--batch", "0"], "--batch"),
+    (["eval", "MODEL", "--threads", "-3"], "--threads"),
+    (["finetune", "MODEL", "--task", "arithmetic", "--run", "RUN", "--n-seq", "0"], "--n-seq"),
+])
+def test_a_count_below_one_is_refused_in_one_line(tmp_path, args, flag):
+    run = tmp_path / "run"
+    args = [str(tmp_path / "no-model.gguf") if a == "MODEL" else str(run) if a == "RUN" else a for a in args]
+    out = subprocess.run(edgees_cmd(args), capture_output=True, text=True, env=subprocess_env(), timeout=60)
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"argument {flag}:" in last and ("at least 1" in last or "whole number" in last), last
+    assert "Traceback" not in out.stderr
+    assert not run.exists()
