@@ -34,9 +34,10 @@ ones row by row (f16 Q, masked cells skipped); the two round differently, by up 
 on SmolLM2. So ubatches here hold at most UBATCH = 63 rows: every row, batched or alone, takes the
 same row-by-row path and sees the same cells of its own sequence in the same order. Measured on
 SmolLM2-135M, 32 arithmetic chat prompts: 32/32 outputs equal with this setting (and with 48),
-24/32 with 64-row ubatches, 22/32 with the default 512-row ubatches (21/32 without flash attention, whose softmax sums over all cells). One KV
-stream per sequence (kv_unified = False) also gave 32/32 but pads every stream to 256 cells
-(peak RSS 370 MB vs 220 MB here) and ran several times slower on the loaded 2-core machine.
+24/32 with 64-row ubatches, 22/32 with the default 512-row ubatches (21/32 without flash attention,
+whose softmax sums over all cells). One KV stream per sequence (kv_unified = False) also gave
+32/32 but pads every stream to 256 cells (peak RSS 370 MB vs 220 MB here) and ran several times
+slower on the loaded 2-core machine.
 Known limit: a one-row decode over >= 512 cells takes llama.cpp's split-KV path, so prompts longer
 than ~500 tokens may differ between batched and single decoding in the last bits.
 """
