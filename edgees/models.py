@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgees.errors import EdgeesError, ModelNotFound
-from edgees.gguffile import sha256_file  # noqa: F401  (part of this module's API: tests, CLI)
-from edgees.runlog import fsync_dir
+from edgees.fileio import fsync_dir
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "registry.json"
 REGISTRY_FORMAT, REGISTRY_VERSION = "edgees-model-registry", 1

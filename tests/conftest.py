@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgees.tinymodel import make_tiny_model, tiny_model_types
+from edgees.gguf.tiny import make_tiny_model, tiny_model_types
 
 from edgees import models as _models
 

@@ -10,10 +10,10 @@ import llama_cpp as L
 import pytest
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from edgees.chat_template import DATE, compile_template
-from edgees.engine import Engine
+from edgees.engine.chat_template import DATE, compile_template
+from edgees.engine.engine import Engine
 from edgees.errors import EdgeesError
-from edgees.gguffile import read_gguf
+from edgees.gguf.reader import read_gguf
 from edgees.tasks.base import get_task
 
 CHATS = [[{"role": "user", "content": "What is 12+30? Answer with just the number."}],
@@ -73,7 +73,7 @@ def test_broken_template_is_not_used():
 
 
 def test_template_rejecting_a_prompt_is_a_one_line_error(tiny_models, tmp_path):
-    from edgees.tinymodel import make_tiny_model
+    from edgees.gguf.tiny import make_tiny_model
     path = make_tiny_model(tmp_path / "strict.gguf", "Q8_0", seed=0,
                            chat_template="{% for m in messages %}{% if m.role == 'system' %}"
                                          "{{ raise_exception('System role not supported') }}{% endif %}"

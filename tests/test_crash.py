@@ -12,8 +12,8 @@ import time
 import pytest
 
 from edgees import cli
-from edgees.gguffile import sha256_file
-from edgees.runlog import read_steps
+from edgees.fileio import sha256_file
+from edgees.run.log import read_steps
 
 from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_prompts
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import edgees.engine as engine_mod
-from edgees import engine_batch
-from edgees.engine import Engine, check_live_weights, set_fields
-from edgees.errors import UnsupportedModel
-from edgees.gguffile import WorkingCopy
+import edgees.engine.engine as engine_mod
+from edgees.engine import decode as engine_batch
+from edgees.qes.trainable import trainable_tensors
+from edgees.engine.engine import Engine, check_live_weights
+from edgees.engine.llama import set_fields
+from edgees.errors import EdgeesError, UnsupportedModel
+from edgees.gguf.working_copy import WorkingCopy
 from edgees.tasks.base import get_task
-from edgees.tinymodel import tiny_model_types
+from edgees.gguf.tiny import tiny_model_types
 
 REPACKED_BY_LLAMA_CPP = ["Q4_0", "Q4_K"]  # types llama.cpp repacks on this CPU when allowed to
 PROMPTS = ["hello", "the cat", [{"role": "user", "content": "hi there"}],
@@ -55,7 +57,7 @@ def _perturb_restore(wc: WorkingCopy, eng: Engine, names: list[str], frac: float
 def test_perturb_in_place_changes_logits_and_restore_is_bit_identical(tiny_models, type_name):
     with WorkingCopy(tiny_models[type_name]) as wc, Engine(wc.path, n_seq=4) as eng:
         assert all(n == "CPU_Mapped" for n, mib in eng.weight_buffers if mib > 0)
-        names = [t.name for t in wc.trainable_tensors()]
+        names = [t.name for t in trainable_tensors(wc.info)]
         sha = wc.sha256(names)
         before, perturbed, restored = _perturb_restore(wc, eng, names, frac=0.05)
         assert perturbed.tobytes() != before.tobytes()
@@ -68,7 +70,7 @@ def test_perturb_in_place_changes_logits_and_restore_is_bit_identical(tiny_model
 def test_perturb_restore_on_smollm2(smollm2_path):
     with WorkingCopy(smollm2_path) as wc, Engine(wc.path, n_seq=4) as eng:
         assert [n for n, _ in eng.weight_buffers] == ["CPU_Mapped"]
-        blocks = [t.name for t in wc.trainable_tensors()]
+        blocks = [t.name for t in trainable_tensors(wc.info)]
         # a sparse, ES-sized change (0.8% of bytes) to the Q4_1 linears, and the Q8_0 embedding
         before, perturbed, restored = _perturb_restore(wc, eng, blocks, frac=0.008)
         assert perturbed.tobytes() != before.tobytes()
@@ -87,7 +89,7 @@ def test_repacked_load_is_detected_and_refused(tiny_models, type_name):
         msg = str(err.value)
         assert "\n" not in msg and "CPU_REPACK" in msg and "invisible" in msg
         with Engine(wc.path) as eng:  # the default load of the same file is mapped and live
-            check_live_weights(eng, wc.view, wc.trainable_tensors()[0].name)
+            check_live_weights(eng, wc.view, trainable_tensors(wc.info)[0].name)
 
 
 @pytest.mark.parametrize("type_name", REPACKED_BY_LLAMA_CPP)
@@ -97,12 +99,12 @@ def test_live_check_alone_catches_a_repacked_copy(tiny_models, type_name, monkey
     with WorkingCopy(tiny_models[type_name]) as wc, Engine(wc.path, allow_repack=True) as eng:
         assert any(n == "CPU_REPACK" for n, _ in eng.weight_buffers)
         with pytest.raises(UnsupportedModel, match="did not change"):
-            check_live_weights(eng, wc.view, wc.trainable_tensors()[0].name)
+            check_live_weights(eng, wc.view, trainable_tensors(wc.info)[0].name)
 
 
 def test_struct_fields_are_checked_by_name():
     params = engine_mod.L.llama_model_default_params()
-    with pytest.raises(RuntimeError, match="no field 'use_extra_buft'"):
+    with pytest.raises(EdgeesError, match="no field 'use_extra_buft'.*pip install llama-cpp-python==0.3.36"):
         set_fields(params, use_extra_buft=False)
     set_fields(params, use_extra_bufts=False)
     assert params.use_extra_bufts is False
@@ -159,7 +161,7 @@ def test_context_is_sized_to_the_batch_and_memory_cap_splits_it(tiny_models):
     with WorkingCopy(tiny_models["Q8_0"]) as wc:
         with Engine(wc.path, n_seq=8) as eng:
             full = eng.generate(PROMPTS, max_tokens=8)
-            cells, n_seq, _, _ = eng._ctx_shape
+            cells, n_seq, _, _ = eng.context.shape
             toks = [eng.prompt_tokens(p) for p in PROMPTS]
             shared = min(engine_batch.common_prefix(toks), min(map(len, toks)) - 1)
             need = shared + sum(len(t) - shared + 8 for t in toks)  # prefix cells counted once
@@ -169,7 +171,7 @@ def test_context_is_sized_to_the_batch_and_memory_cap_splits_it(tiny_models):
         with Engine(wc.path, n_seq=8, mem_cap_mb=2.5 * per_seq_mb) as capped:
             assert capped.generate(PROMPTS, max_tokens=8) == full
             assert capped.last_stats["batches"] == 3  # 6 prompts, 2 per batch
-            assert capped._ctx_shape[1] == 2
+            assert capped.context.shape[1] == 2
 
 
 def test_score_is_the_teacher_forced_log_likelihood(tiny_engine):
@@ -191,7 +193,7 @@ def test_score_is_the_teacher_forced_log_likelihood(tiny_engine):
 
 def test_weights_changed_drops_stale_state(tiny_engine):
     wc, eng = tiny_engine
-    name = wc.trainable_tensors()[0].name
+    name = trainable_tensors(wc.info)[0].name
     base = eng.generate(PROMPTS, max_tokens=6)
     v = wc.view(name)
     saved = v.copy()

@@ -15,11 +15,15 @@ import pytest
 
 from edgees import cli
 from edgees.errors import RunError
-from edgees.export import export_gguf, rebuild_run
-from edgees.gguffile import read_gguf, rewrite_header, sha256_file, trainable_tensors
-from edgees.runlog import STEPS_MAGIC, read_steps
+from edgees.run.export import export_gguf
+from edgees.run.rebuild import rebuild_run
+from edgees.fileio import sha256_file
+from edgees.gguf.reader import read_gguf
+from edgees.gguf.writer import rewrite_header
+from edgees.qes.trainable import trainable_tensors
+from edgees.run.log import STEPS_MAGIC, read_steps
 
-from toy_task import finetune_args, toy_model, write_prompts
+from toy_task import finetune_args, toy_model, write_answers
 
 PROMPT = [{"role": "user", "content": "Write a short sentence about 7 apples."}]
 STEPS = 10
@@ -27,16 +31,16 @@ STEPS = 10
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    """A 10-step run of the toy task (sigma 0.3, alpha 1, 4 pairs x 6 prompts): (run, base, data)."""
+    """A 10-step run of the toy likelihood task (sigma 0.3, alpha 1, 4 pairs x 6 prompts): (run, base, data)."""
     d = tmp_path_factory.mktemp("toy-run")
-    base, data = toy_model(d / "toy.gguf"), write_prompts(d / "prompts.jsonl")
+    base, data = toy_model(d / "toy.gguf"), write_answers(d / "answers.jsonl")
     with pytest.MonkeyPatch.context() as mp:
         (d / "work").mkdir()
         mp.setenv("EDGEES_WORKDIR", str(d / "work"))
         mp.setenv("EDGEES_HOME", str(d))
         base_sha = sha256_file(base)
-        args = finetune_args(base, d / "run", data, steps=STEPS, pairs=4, prompts=6, max_tokens=16,
-                             window=50, eval_n=6)
+        args = finetune_args(base, d / "run", data, steps=STEPS, pairs=4, prompts=6, window=50, eval_n=8,
+                             likelihood=True)
         assert cli.main(args) == 0
         assert sha256_file(base) == base_sha
         assert not list((d / "run" / "window").glob("*.win"))  # a cache, gone at the end
@@ -54,12 +58,14 @@ def test_toy_run_improves_the_reward(toy_run):
     run, _, _ = toy_run
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r["reward_mean"] for r in rows if "reward_mean" in r]
-    heldout = [r["heldout"]["reward"] for r in rows if "heldout" in r]
+    heldout = [r["heldout"]["loglik"] for r in rows if "heldout" in r]
     assert len(train) == STEPS and len(heldout) == 2
-    # Each step's members see different prompts, so single steps are noisy: compare the ends.
-    # Over run seeds 1-6 the gap was +0.05..+0.24 and held-out rose 0.47 -> 0.50..0.65.
-    assert np.mean(train[-3:]) > np.mean(train[:3]) + 0.02, train
-    assert heldout[-1] >= heldout[0], heldout
+    # The reward is a log-likelihood: smooth in the weights, no argmax to flip, so what a CPU's
+    # kernel path changes in the last bits of the logits barely moves it. Over run seeds 1-6
+    # (AVX-512 build) held-out rose by 2.9-5.0 nats and the train mean by 2.3-3.2 in 10 steps;
+    # 1 nat is the margin. Only same-run figures are compared, never a constant measured elsewhere.
+    assert heldout[-1] > heldout[0] + 1.0, heldout
+    assert np.mean(train[-3:]) > np.mean(train[:3]) + 1.0, train
     assert (run / "curve.png").is_file()
 
 
@@ -103,7 +109,7 @@ def test_export_is_the_base_with_trained_bytes_changed(toy_run, tmp_path, capsys
     assert b[ib.data_offset:] != o[io.data_offset:]
 
     # llama.cpp loads it, and its logits are the run's fine-tuned weights' logits
-    from edgees.engine import Engine
+    from edgees.engine.engine import Engine
     with rebuild_run(run) as r, Engine(out, n_threads=1) as e_out, Engine(r.wc.path, n_threads=1) as e_run, \
             Engine(base, n_threads=1) as e_base:
         assert r.state.sha256() == records[-1].weights_sha256
@@ -226,12 +232,12 @@ def test_verify_refuses_a_different_base(toy_run, tmp_path, capsys):
 def test_export_real_model(smollm2_path, tmp_path, capsys):
     """SmolLM2 (Q4_1 blocks, Q8_0 tied embedding, F32 norms): a 2-step log written through the
     library (no evaluation needed: rebuild only replays seeds and coefficients), then export."""
-    from edgees import qes
-    from edgees.engine import Engine
-    from edgees.gguffile import WorkingCopy
-    from edgees.kernels import StepSpec
-    from edgees.runlog import RunDir, StepRecord
-    from edgees.state import WeightState
+    from edgees.qes import algorithm as qes
+    from edgees.engine.engine import Engine
+    from edgees.gguf.working_copy import WorkingCopy
+    from edgees.qes.records import StepSpec
+    from edgees.run.log import RunDir, StepRecord
+    from edgees.qes.state import WeightState
 
     base_sha = sha256_file(smollm2_path)
     cfg = {"ef": "replay", "window": 50, "gamma": 0.9, "include_embeddings": False}

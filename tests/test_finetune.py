@@ -2,7 +2,7 @@
 
 import subprocess
 
-from edgees.runlog import read_steps
+from edgees.run.log import read_steps
 from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_prompts
 
 

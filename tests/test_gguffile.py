@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 
 from edgees.errors import GGUFError
-from edgees.gguffile import (StringArray, TensorMap, WorkingCopy, read_gguf, sha256_file,
-                             trainable_tensors)
-from edgees.tinymodel import make_tiny_model, tiny_model_types
+from edgees.fileio import sha256_file
+from edgees.gguf.header import StringArray
+from edgees.gguf.reader import read_gguf
+from edgees.gguf.working_copy import TensorMap, WorkingCopy
+from edgees.qes.trainable import trainable_tensors
+from edgees.gguf.tiny import make_tiny_model, tiny_model_types
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -216,9 +219,9 @@ def test_working_copy_leaves_the_base_alone(tiny_models, tmp_home):
         assert wc.path.parent == Path(os.environ["EDGEES_WORKDIR"])
         assert wc.path.name.startswith(f"edgees-{os.getpid()}-") and wc.path.exists()
         h0 = wc.sha256()
-        names = [t.name for t in wc.trainable_tensors()]
+        names = [t.name for t in trainable_tensors(wc.info)]
         assert len(names) == 14 and "token_embd.weight" not in names
-        assert "token_embd.weight" in [t.name for t in wc.trainable_tensors(True)]
+        assert "token_embd.weight" in [t.name for t in trainable_tensors(wc.info, True)]
         v = wc.view(names[0])
         assert v.flags.writeable
         v[:64] ^= 0xFF
@@ -255,7 +258,7 @@ def test_working_copy_removed_on_gc_and_in_shm(tiny_models, monkeypatch):
 
 def test_working_copy_removed_at_exit_and_stale_ones_swept(tiny_models, tmp_home):
     work = Path(os.environ["EDGEES_WORKDIR"])
-    code = ("import sys; from edgees.gguffile import WorkingCopy; "
+    code = ("import sys; from edgees.gguf.working_copy import WorkingCopy; "
             "wc = WorkingCopy(sys.argv[1]); v = wc.view('blk.0.attn_q.weight'); print(wc.path)")
     r = subprocess.run([sys.executable, "-c", code, str(tiny_models["Q8_0"])], cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,

@@ -5,7 +5,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from edgees import kernels, kernels_ref, noise, quants
+from edgees.qes import kernels
+from edgees.qes import reference as kernels_ref
+from edgees.qes import noise
+from edgees.gguf import quants
 
 SIGMAS = [0.005, 0.01, 0.05, 0.5, 2.0]
 TYPES = sorted(q.name for q in quants.QTYPES.values())

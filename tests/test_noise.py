@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from edgees import _native, kernels, noise
+from edgees import _native
+from edgees.qes import kernels
+from edgees.qes import noise
 
 
 def test_golden_values():

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgees import qes
+from edgees.qes import algorithm as qes
 
 
 def test_pair_seeds_are_positive_distinct_and_stable():

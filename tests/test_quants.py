@@ -1,10 +1,12 @@
-"""Parity of the code codecs: numpy reference (edgees.quants) == C (edgees._native), byte for byte,
+"""Parity of the code codecs: numpy reference (edgees.gguf.quants) == C (edgees._native), byte for byte,
 and our dequantize == gguf-py's (written by the llama.cpp authors), which proves the bit layouts."""
 
 import numpy as np
 import pytest
 
-from edgees import _native, quants
+from edgees import _native
+from edgees.qes.trainable import noise_law
+from edgees.gguf import quants
 
 SEEDS = [0, 1, 2]
 N_BLOCKS = 5
@@ -138,8 +140,8 @@ def test_table_and_frozen_reasons():
         assert t.value == q.type_id and gguf.GGML_QUANT_SIZES[t] == (q.block_elems, q.block_bytes)
         assert quants.qtype(q.type_id) is q and quants.is_trainable(q.type_id)
         assert quants.frozen_reason(q.type_id) == ""
-    assert quants.noise_law(12) == (1.0, 1) and quants.noise_law(14) == (1.0, 4) and quants.noise_law(8) == (1.0, 16)
-    assert quants.noise_law(10) == (0.25, 1) and quants.noise_law(11) == (0.5, 1) and quants.noise_law(6) == (1.0, 2)
+    assert noise_law(12) == (1.0, 1) and noise_law(14) == (1.0, 4) and noise_law(8) == (1.0, 16)
+    assert noise_law(10) == (0.25, 1) and noise_law(11) == (0.5, 1) and noise_law(6) == (1.0, 2)
     assert quants.frozen_reason(0) == "float tensor (norms, biases): left as is"
     assert quants.frozen_reason(16) == "grid-codebook type: codes are not ordered levels"
     assert quants.frozen_reason(34) == "ternary type"

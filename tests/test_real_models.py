@@ -6,8 +6,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgees import kernels, kernels_ref
-from edgees.gguffile import WorkingCopy, sha256_file
+from edgees.qes import kernels
+from edgees.qes.trainable import slots_for
+from edgees.qes import reference as kernels_ref
+from edgees.fileio import sha256_file
+from edgees.gguf.working_copy import WorkingCopy
 from toy_task import edgees_cmd, subprocess_env
 
 
@@ -16,7 +19,7 @@ from toy_task import edgees_cmd, subprocess_env
 def test_perturb_restore_every_trainable_tensor_is_exact(which, request):
     path = request.getfixturevalue(which)
     with WorkingCopy(path) as wc:
-        slots = kernels.slots_for(wc)
+        slots = slots_for(wc)
         before = wc.sha256([s.name for s in slots])
         for seed in (1, -1, 12345):
             rec = kernels.perturb(slots, seed, 0.05)
@@ -30,7 +33,7 @@ def test_native_matches_reference_on_real_tensors(gemma_path):
     """One tensor of each type gemma-3-270m holds (Q5_0, Q4_K, Q6_K, Q8_0), C vs numpy."""
     with WorkingCopy(gemma_path) as wc:
         by_type = {}
-        for s in kernels.slots_for(wc):
+        for s in slots_for(wc):
             by_type.setdefault(s.type_id, s)
         slots = list(by_type.values())
         copies = [kernels.Slot(s.name, s.type_id, s.n_elements, s.view.copy()) for s in slots]
@@ -78,7 +81,7 @@ def test_bench_engine_on_smollm2(smollm2_path):
 
 @pytest.mark.real
 def test_end_of_turn_comes_from_the_chat_template(smollm2_path, gemma_path):
-    from edgees.engine import Engine
+    from edgees.engine.engine import Engine
     with Engine(smollm2_path, n_threads=2) as eng:  # its EOT id is <|endoftext|>; a turn ends <|im_end|>
         assert eng.piece(eng.end_of_turn()) == b"" and eng._special_text(eng.end_of_turn()) == "<|im_end|>"
     with Engine(gemma_path, n_threads=2) as eng:

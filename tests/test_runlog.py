@@ -8,7 +8,7 @@ import json
 import pytest
 
 from edgees.errors import RunError
-from edgees.runlog import STEPS_MAGIC, RunDir, StepRecord, encode_record, read_steps
+from edgees.run.log import STEPS_MAGIC, RunDir, StepRecord, encode_record, read_steps
 
 
 def record(step: int) -> StepRecord:
@@ -66,7 +66,7 @@ def test_writer_drops_torn_tail_then_appends(tmp_path):
 def test_header_written_after_step_log(tmp_path, monkeypatch):
     """A kill between the two writes of write_header must not leave a run.json without its log
     (a resumed run would then append to a missing file)."""
-    from edgees import runlog
+    from edgees.run import log as runlog
     order = []
     real = runlog.atomic_write
     monkeypatch.setattr(runlog, "atomic_write", lambda path, data: (order.append(path.name), real(path, data)))

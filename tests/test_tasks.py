@@ -555,8 +555,8 @@ def test_cli_tasks_ls(capsys):
 # ---- end to end: every task family through the real engine on a tiny generated model -------------
 
 def test_every_task_evaluates_on_a_tiny_model(tmp_path, onnx_models, pyreward):
-    engine_mod = pytest.importorskip("edgees.engine")  # llama.cpp; the engine has its own tests
-    from edgees.tinymodel import make_tiny_model
+    engine_mod = pytest.importorskip("edgees.engine.engine")  # llama.cpp; the engine has its own tests
+    from edgees.gguf.tiny import make_tiny_model
 
     model = make_tiny_model(tmp_path / "tiny.gguf", "Q4_0", seed=0)
     mod, data = pyreward
@@ -620,9 +620,9 @@ def test_likelihood_reward_option_is_checked(tmp_path):
 
 
 def test_likelihood_reward_scores_the_reference_and_the_end_of_turn(tmp_path):
-    engine_mod = pytest.importorskip("edgees.engine")
-    from edgees.engine_batch import last_logits
-    from edgees.tinymodel import make_tiny_model
+    engine_mod = pytest.importorskip("edgees.engine.engine")
+    from edgees.engine.decode import last_logits
+    from edgees.gguf.tiny import make_tiny_model
 
     model = make_tiny_model(tmp_path / "tiny.gguf", "Q8_0", seed=0)
     data = write(tmp_path / "d.jsonl", ['{"prompt": "say one", "answer": ["1", "1.0"]}',

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgees.gguffile import read_gguf, sha256_file
-from edgees.tinymodel import make_tiny_model, tiny_model_types
+from edgees.fileio import sha256_file
+from edgees.gguf.reader import read_gguf
+from edgees.gguf.tiny import make_tiny_model, tiny_model_types
 
 llama_cpp = pytest.importorskip("llama_cpp")
 

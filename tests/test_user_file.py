@@ -3,7 +3,7 @@
 import json
 import subprocess
 
-from edgees.gguffile import sha256_file
+from edgees.fileio import sha256_file
 from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_prompts
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgees import qes
-from edgees.gguffile import WorkingCopy
-from edgees.kernels import StepSpec
-from edgees.state import WeightState
-from edgees.window import SUFFIX, Window
+from edgees.qes import algorithm as qes
+from edgees.gguf.working_copy import WorkingCopy
+from edgees.qes.records import StepSpec
+from edgees.qes.state import WeightState
+from edgees.qes.window import SUFFIX, Window
 
 
 def _steps(n):
@@ -21,7 +21,7 @@ def _steps(n):
 
 
 def test_window_in_files_matches_window_in_ram(tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr("edgees.state.GROUP_BYTES", 64 << 10)  # several groups, each its own part of a file
+    monkeypatch.setattr("edgees.qes.state.GROUP_BYTES", 64 << 10)  # several groups, each its own part of a file
     path = tiny_models["Q4_K"]
     win = tmp_path / "window"
     with WorkingCopy(path) as wc_ram, WorkingCopy(path) as wc_disk:

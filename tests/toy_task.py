@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgees.gguffile import read_gguf, trainable_tensors
-from edgees.tinymodel import make_tiny_model
+from edgees.gguf.reader import read_gguf
+from edgees.qes.trainable import trainable_tensors
+from edgees.gguf.tiny import make_tiny_model
 
 LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz ")
 
@@ -55,12 +56,27 @@ def write_prompts(path, n: int = 30) -> Path:
     return path
 
 
+ANSWER = "the apples are red"
+
+
+def write_answers(path, n: int = 40) -> Path:
+    """The toy likelihood task's data: each prompt with the same reference answer."""
+    path = Path(path)
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"prompt": f"Write a short sentence about {i} apples.", "answer": ANSWER}) + "\n")
+    return path
+
+
 def finetune_args(model, run, data, *, steps: int, pairs: int = 2, prompts: int = 2, sigma: float = 0.3,
                   alpha: float = 1.0, max_tokens: int = 8, window: int = 4, seed: int = 1,
-                  eval_n: int = 2, resume: bool = False) -> list[str]:
-    """`edgees finetune` arguments for the toy task (one thread: evaluation is deterministic)."""
-    args = ["finetune", str(model), "--task", f"python:{__file__}:letters",
-            "--task-opt", f"data={data}", "--task-opt", f"max_tokens={max_tokens}", "--run", str(run),
+                  eval_n: int = 2, resume: bool = False, likelihood: bool = False) -> list[str]:
+    """`edgees finetune` arguments for the toy task (one thread: evaluation is deterministic).
+    likelihood: the log-likelihood of ANSWER on write_answers() data instead of the letters reward
+    on generated completions."""
+    task = ([f"jsonl:{data}", "--task-opt", "reward=likelihood"] if likelihood else
+            [f"python:{__file__}:letters", "--task-opt", f"data={data}", "--task-opt", f"max_tokens={max_tokens}"])
+    args = ["finetune", str(model), "--task", *task, "--run", str(run),
             "--steps", str(steps), "--pairs", str(pairs), "--prompts", str(prompts),
             "--sigma", str(sigma), "--alpha", str(alpha), "--window", str(window), "--seed", str(seed),
             "--eval-every", "0", "--eval-n", str(eval_n), "--threads", "1", "--quiet"]

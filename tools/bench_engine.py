@@ -3,7 +3,7 @@
 
     python tools/bench_engine.py [MODEL] [--json] [--n 32] [--max-tokens 32] [--repeat 3]
 
-The measurement lives in edgees.bench_engine (see its docstring for what each figure means).
+The measurement lives in edgees.bench.engine (see its docstring for what each figure means).
 """
 
 from __future__ import annotations

@@ -30,14 +30,15 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from edgees import qes
-    from edgees.engine import load_live
-    from edgees.gguffile import WorkingCopy
-    from edgees.kernels import StepSpec, default_threads
+    from edgees.qes.algorithm import algorithm as qes
+    from edgees.engine.engine import load_live
+    from edgees.gguf.working_copy import WorkingCopy
+    from edgees.qes.kernels import default_threads
+    from edgees.qes.records import StepSpec
     from edgees.models import resolve_model
-    from edgees.state import WeightState
+    from edgees.qes.state import WeightState
     from edgees.tasks.base import get_task
-    from edgees.trainer import evaluate_members, step_prompts
+    from edgees.run.trainer import evaluate_members, step_prompts
 
     cfg = qes.QESConfig()
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
@@ -61,7 +62,7 @@ def main() -> None:
         task = get_task(args.task)
         train, _ = task.split(n_heldout=cfg.eval_n)
         batch = [train[i] for i in step_prompts(len(train), cfg.seed, cfg.window, cfg.prompts)]
-        engine = load_live(wc, n_threads=args.threads)
+        engine = load_live(wc, state.names[0], n_threads=args.threads)
         try:
             seeds = qes.pair_seeds(cfg.seed, cfg.window + 1, cfg.pairs)
             t2 = time.perf_counter()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgees.tinymodel import make_tiny_model, tiny_model_types  # noqa: E402
+from edgees.gguf.tiny import make_tiny_model, tiny_model_types  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,7 @@
-"""Subcommands of the edgees CLI; each module exposes register(subparsers)."""
+"""Subcommands of the edgees CLI; each module exposes register(subparsers) and a run(args).
+
+May import every layer. The only code besides cli.py that prints; argument parsing helpers here.
+"""
 
 import argparse
 

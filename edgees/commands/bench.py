@@ -1,6 +1,6 @@
 """`edgees bench engine|kernels [MODEL] [--json]`: speed figures as ratios measured in one run.
 
-`engine` lives in edgees.bench_engine; `kernels` in edgees.bench_kernels (registered only when that
+`engine` lives in edgees.bench.engine; `kernels` in edgees.bench.kernels (registered only when that
 module is present). tools/bench_*.py are thin scripts over the same modules.
 """
 
@@ -42,9 +42,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def _register_kernels(sub) -> None:
     try:
-        module = importlib.import_module("edgees.bench_kernels")
+        module = importlib.import_module("edgees.bench.kernels")
     except ModuleNotFoundError as exc:
-        if exc.name == "edgees.bench_kernels":
+        if exc.name == "edgees.bench.kernels":
             return
         raise
     p = sub.add_parser("kernels", help="perturb/restore vs memcpy, C vs numpy, one QES update")
@@ -69,9 +69,9 @@ def _run_kernels(module, args) -> int:
 
 
 def run_engine(args) -> int:
-    from edgees import bench_engine
+    from edgees.bench import engine as bench_engine
     path = resolve_model(args.model or default_model_name())
-    from edgees.gguffile import read_gguf
+    from edgees.gguf.reader import read_gguf
     read_gguf(path)  # a bad file fails here in one line, not in a child process
     r = bench_engine.run(path, n=args.n, max_tokens=args.max_tokens, threads=args.threads,
                          repeat=args.repeat, progress=_say)

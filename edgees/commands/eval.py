@@ -1,6 +1,6 @@
 """`edgees eval MODEL --task arithmetic [--n N] [--json]`: task metrics and throughput of a model.
 
-The model is loaded from a private working copy (edgees.gguffile.WorkingCopy), exactly as a
+The model is loaded from a private working copy (edgees.gguf.working_copy.WorkingCopy), exactly as a
 fine-tune would see it, after the live-weight self-check; the user's file is only read.
 Examples are the task's held-out split (the first N: the same N on every machine).
 """
@@ -38,16 +38,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from edgees.engine import load_live
-    from edgees.gguffile import WorkingCopy
+    from edgees.engine.engine import load_live
+    from edgees.gguf.working_copy import WorkingCopy
+    from edgees.qes.trainable import trainable_tensors
     from edgees.tasks.base import get_task, parse_options
 
     task = get_task(args.task, **parse_options(args.option))  # bad task: fail before any loading
     path = resolve_model(args.model)
     t_start = time.perf_counter()
     with WorkingCopy(path) as wc:
-        with load_live(wc, n_threads=args.threads, n_seq=args.batch, max_tokens=task.max_tokens,
-                       mem_cap_mb=args.mem_cap_mb, verbose=args.verbose) as engine:
+        first = next(iter(trainable_tensors(wc.info)), None)
+        with load_live(wc, first.name if first else None, n_threads=args.threads, n_seq=args.batch,
+                       max_tokens=task.max_tokens, mem_cap_mb=args.mem_cap_mb, verbose=args.verbose) as engine:
             load_s = time.perf_counter() - t_start
             _, examples = task.split(n_heldout=args.n)
             completions, prompt_tokens, generated, wall = _generate(engine, task, examples, args)

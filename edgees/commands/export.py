@@ -50,7 +50,7 @@ def progress_bar(label: str, quiet: bool):
 
 
 def run(args) -> int:
-    from edgees.export import export_gguf
+    from edgees.run.export import export_gguf
 
     model = None
     if args.model is not None:

@@ -8,7 +8,7 @@ import signal
 import sys
 from dataclasses import fields
 
-from edgees import qes
+from edgees.qes import algorithm as qes
 from edgees.commands import positive_int
 
 EXAMPLES = """\
@@ -62,12 +62,12 @@ def _config(args, previous: dict | None) -> qes.QESConfig:
 def run(args) -> int:
     from pathlib import Path
 
-    from edgees.engine import Engine
+    from edgees.engine.engine import Engine
     from edgees.models import resolve_model
-    from edgees.plot import write_curve
-    from edgees.runlog import RunDir
+    from edgees.run.plot import write_curve
+    from edgees.run.log import RunDir
     from edgees.tasks.base import get_task, parse_options
-    from edgees.trainer import Trainer
+    from edgees.run.trainer import Trainer
 
     model = resolve_model(args.model)
     options = parse_options(args.task_opt)

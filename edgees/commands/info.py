@@ -7,7 +7,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from edgees.errors import ModelNotFound, UnsupportedModel
-from edgees.gguffile import GGUFFile, StringArray, read_gguf, tensor_status
+from edgees.gguf.header import GGUFFile, StringArray
+from edgees.gguf.reader import read_gguf
+from edgees.qes.trainable import tensor_status
 
 PER_TENSOR_ROWS = 40  # above this many tensors the human table groups by type
 

@@ -34,7 +34,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from edgees.commands.export import progress_bar
     from edgees.errors import RunError
-    from edgees.export import rebuild_run
+    from edgees.run.rebuild import rebuild_run
 
     model = None
     if args.model is not None:

@@ -17,66 +17,21 @@ Layout of one call (n sequences, one unified KV cache, greedy):
    at a stop string or at max_tokens.
 
 Logits are read right after each llama_decode (the next call overwrites them). The batch struct is
-our own numpy arrays (one sequence id per token), filled with slices instead of per-token ctypes
-writes.
+our own numpy arrays (one sequence id per token, llama.Batch), filled with slices instead of
+per-token ctypes writes. Each function takes the Engine for its vocabulary (tokens, pieces,
+end-of-generation) and decodes in its Context (engine.context); each returns its result and a
+stats dict, which the Engine keeps as last_stats.
 """
 
 from __future__ import annotations
 
-import ctypes
 import time
 
 import numpy as np
 
-import llama_cpp as L
-from edgees.engine import set_fields
+from edgees.engine.llama import Context
 
 SCORE_OUTPUTS = 128  # most logits rows per decode call when scoring (bounds the logits buffer)
-
-
-class Batch:
-    """A llama_batch over numpy arrays of capacity `cap` tokens, one sequence id per token."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.token = np.zeros(cap, np.int32)
-        self.pos = np.zeros(cap, np.int32)
-        self.n_seq_id = np.ones(cap, np.int32)
-        self.seq = np.zeros(cap, np.int32)
-        self.logits = np.zeros(cap, np.int8)
-        # seq_id is an array of pointers, one per token, each to that token's (single) sequence id
-        self.seq_ptrs = (self.seq.ctypes.data + 4 * np.arange(cap, dtype=np.uint64)).astype(np.uint64)
-        self.struct = L.llama_batch()
-        set_fields(self.struct, n_tokens=0,
-                   token=self.token.ctypes.data_as(ctypes.POINTER(L.llama_token)),
-                   embd=ctypes.POINTER(ctypes.c_float)(),
-                   pos=self.pos.ctypes.data_as(ctypes.POINTER(L.llama_pos)),
-                   n_seq_id=self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-                   seq_id=ctypes.cast(self.seq_ptrs.ctypes.data,
-                                      ctypes.POINTER(ctypes.POINTER(L.llama_seq_id))),
-                   logits=self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)))
-
-    def decode(self, ctx, token, pos, seq, logits) -> None:
-        """llama_decode of len(token) tokens (<= cap); arrays or scalars broadcast."""
-        n = len(token)
-        assert 0 < n <= self.cap
-        self.token[:n] = token
-        self.pos[:n] = pos
-        self.seq[:n] = seq
-        self.logits[:n] = logits
-        self.struct.n_tokens = n
-        ret = L.llama_decode(ctx, self.struct)
-        if ret != 0:
-            raise RuntimeError(f"llama_decode returned {ret} for {n} tokens (1 = context full: "
-                               "the engine sized it wrong; please report)")
-
-
-def _row(ctx, i: int, n_vocab: int) -> np.ndarray:
-    """Logits of batch token i of the last decode, as a view (valid until the next decode)."""
-    ptr = L.llama_get_logits_ith(ctx, i)
-    if not ptr:
-        raise RuntimeError(f"no logits for batch token {i}")
-    return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
 
 
 def common_prefix(seqs: list[list[int]]) -> int:
@@ -136,13 +91,14 @@ def share_plan(seqs: list[list[int]], limit: list[int]) -> tuple[list[list[Segme
     return waves, own_from
 
 
-def _prefill(engine, seqs: list[list[int]], upto: list[int], first_out: list[int], out_cap: int):
+def _prefill(c: Context, n_vocab: int, seqs: list[list[int]], upto: list[int], first_out: list[int],
+             out_cap: int, st: dict):
     """Decode the tokens the sequences share once (share_plan), then each sequence's own tokens up
     to `upto[i]` (exclusive), with logits from position first_out[i] on. Yields (seq, position,
-    logits row) for every output, in order, each row valid only until the next yield's decode."""
-    ctx, batch, cap = engine._ctx, engine._batch, engine._n_batch
-    mem = L.llama_get_memory(ctx)
-    L.llama_memory_clear(mem, False)
+    logits row) for every output, in order, each row valid only until the next yield's decode.
+    Counts shared and decoded prompt tokens into st."""
+    cap = c.n_batch
+    c.clear()
     waves, own_from = share_plan(seqs, first_out)
     shared = decoded = 0
     for wave in waves:
@@ -150,23 +106,22 @@ def _prefill(engine, seqs: list[list[int]], upto: list[int], first_out: list[int
         pos = np.concatenate([np.arange(s, e, dtype=np.int32) for _, s, e, _ in wave])
         seq = np.concatenate([np.full(e - s, o, np.int32) for o, s, e, _ in wave])
         for s, e in _chunks(np.zeros(len(tok), np.int8), cap, 0):
-            batch.decode(ctx, tok[s:e], pos[s:e], seq[s:e], 0)
+            c.decode(tok[s:e], pos[s:e], seq[s:e], 0)
         for owner, s, e, members in wave:
             for m in members[1:]:
-                L.llama_memory_seq_cp(mem, owner, m, s, e)
+                c.copy_cells(owner, m, s, e)
             shared += (e - s) * (len(members) - 1)
         decoded += len(tok)
     tok = np.concatenate([np.asarray(t[f:u], np.int32) for t, f, u in zip(seqs, own_from, upto)])
     pos = np.concatenate([np.arange(f, u, dtype=np.int32) for f, u in zip(own_from, upto)])
     seq = np.concatenate([np.full(u - f, i, np.int32) for i, (f, u) in enumerate(zip(own_from, upto))])
     out = (pos >= np.asarray(first_out, np.int32)[seq]).astype(np.int8)
-    st = engine.last_stats
     st["shared_tokens"] = st.get("shared_tokens", 0) + shared
     st["decoded_prompt_tokens"] = st.get("decoded_prompt_tokens", 0) + decoded + len(tok)
     for s, e in _chunks(out, cap, out_cap):
-        batch.decode(ctx, tok[s:e], pos[s:e], seq[s:e], out[s:e])
+        c.decode(tok[s:e], pos[s:e], seq[s:e], out[s:e])
         for j in np.flatnonzero(out[s:e]):
-            yield int(seq[s + j]), int(pos[s + j]), _row(ctx, int(j), engine.n_vocab)
+            yield int(seq[s + j]), int(pos[s + j]), c.row(int(j), n_vocab)
 
 
 def _find_stop(text: bytes, stops: list[bytes]) -> int:
@@ -174,9 +129,9 @@ def _find_stop(text: bytes, stops: list[bytes]) -> int:
     return min(cuts) if cuts else -1
 
 
-def generate(engine, prompts: list, max_tokens: int, stop: list[str]) -> list[str]:
+def generate(engine, prompts: list, max_tokens: int, stop: list[str]) -> tuple[list[str], dict]:
     t0 = time.perf_counter()
-    engine.last_stats = {}
+    st: dict = {}
     toks = [engine.prompt_tokens(p) for p in prompts]
     out: list[str] = [""] * len(toks)
     stats = {"prompts": len(toks), "prompt_tokens": sum(map(len, toks)), "generated_tokens": 0,
@@ -186,24 +141,24 @@ def generate(engine, prompts: list, max_tokens: int, stop: list[str]) -> list[st
         stops = [s.encode("utf-8") for s in stop]
         for start in range(0, len(toks), b):
             part = toks[start:start + b]
-            texts, n_gen = _generate_batch(engine, part, max_tokens, stops)
+            texts, n_gen = _generate_batch(engine, part, max_tokens, stops, st)
             out[start:start + len(part)] = texts
             stats["generated_tokens"] += n_gen
             stats["batches"] += 1
     engine.synchronize()
     stats["wall_s"] = time.perf_counter() - t0
-    engine.last_stats.update(stats)
-    return out
+    st.update(stats)
+    return out, st
 
 
-def _generate_batch(engine, toks: list[list[int]], max_tokens: int, stops: list[bytes]):
+def _generate_batch(engine, toks: list[list[int]], max_tokens: int, stops: list[bytes], st: dict):
     n = len(toks)
     lens = [len(t) for t in toks]
     n_pre = min(common_prefix(toks), min(lens) - 1)
-    engine._ensure_context(n_pre + sum(k - n_pre + max_tokens for k in lens), n, n)
-    ctx, batch = engine._ctx, engine._batch
+    c = engine.context
+    c.ensure(n_pre + sum(k - n_pre + max_tokens for k in lens), n, n)
     nxt = [0] * n
-    for i, _, row in _prefill(engine, toks, lens, [k - 1 for k in lens], n):
+    for i, _, row in _prefill(c, engine.n_vocab, toks, lens, [k - 1 for k in lens], n, st):
         nxt[i] = int(row.argmax())
     texts = [bytearray() for _ in range(n)]
     result: list[str | None] = [None] * n
@@ -229,9 +184,9 @@ def _generate_batch(engine, toks: list[list[int]], max_tokens: int, stops: list[
         live = still
         if not live:
             break
-        batch.decode(ctx, [nxt[i] for i in live], [pos[i] for i in live], live, 1)
+        c.decode([nxt[i] for i in live], [pos[i] for i in live], live, 1)
         for j, i in enumerate(live):
-            nxt[i] = int(_row(ctx, j, engine.n_vocab).argmax())
+            nxt[i] = int(c.row(j, engine.n_vocab).argmax())
             pos[i] += 1
     final = [r if r is not None else bytes(t).decode("utf-8", "ignore") for r, t in zip(result, texts)]
     return final, sum(n_gen)
@@ -243,9 +198,10 @@ def _log_softmax_at(row: np.ndarray, token: int) -> float:
     return float(r[token] - m - np.log(np.exp(r - m).sum()))
 
 
-def score(engine, prompts: list, targets: list, end_token: int | None = None) -> list[float]:
+def score(engine, prompts: list, targets: list, end_token: int | None = None) -> tuple[list[float], dict]:
     t0 = time.perf_counter()
-    engine.last_stats = {}
+    st: dict = {}
+    c = engine.context
     if len(prompts) != len(targets):
         raise ValueError(f"score: {len(prompts)} prompts but {len(targets)} targets")
     ptoks = [engine.prompt_tokens(p) for p in prompts]
@@ -264,37 +220,35 @@ def score(engine, prompts: list, targets: list, end_token: int | None = None) ->
             upto = [len(s) - 1 for s in seqs]  # the last target token is predicted, never fed
             n_out = sum(u - f for u, f in zip(upto, first))
             n_pre = min(common_prefix(seqs), min(first))
-            engine._ensure_context(n_pre + sum(len(s) - n_pre for s in seqs), len(seqs),
-                                   min(SCORE_OUTPUTS, n_out))
-            out_cap = engine._ctx_shape[2]
-            for k, p, row in _prefill(engine, seqs, upto, first, out_cap):
+            c.ensure(n_pre + sum(len(s) - n_pre for s in seqs), len(seqs), min(SCORE_OUTPUTS, n_out))
+            for k, p, row in _prefill(c, engine.n_vocab, seqs, upto, first, c.n_outputs, st):
                 result[idx[k]] += _log_softmax_at(row, seqs[k][p + 1])
     engine.synchronize()
-    engine.last_stats.update({"prompts": len(full), "target_tokens": sum(map(len, ttoks)),
-                              "wall_s": time.perf_counter() - t0})
-    return result
+    st.update({"prompts": len(full), "target_tokens": sum(map(len, ttoks)), "wall_s": time.perf_counter() - t0})
+    return result, st
 
 
 def last_logits(engine, toks: list[int]) -> np.ndarray:
     """Logits after the last token of one sequence, decoded from an empty memory."""
-    engine.last_stats = {}
-    engine._ensure_context(len(toks), 1, 1)
-    rows = [row.copy() for _, _, row in _prefill(engine, [toks], [len(toks)], [len(toks) - 1], 1)]
+    c = engine.context
+    c.ensure(len(toks), 1, 1)
+    rows = [row.copy() for _, _, row in _prefill(c, engine.n_vocab, [toks], [len(toks)], [len(toks) - 1], 1, {})]
     engine.synchronize()
     return rows[-1]
 
 
 def time_decode(engine, toks: list[int]) -> float:
     n = len(toks)
-    engine._ensure_context(n, 1, 1, ubatch=n)
-    if engine._n_batch < n:
-        raise ValueError(f"time_decode: {n} tokens exceed the batch capacity {engine._n_batch}")
-    L.llama_memory_clear(L.llama_get_memory(engine._ctx), False)
+    c = engine.context
+    c.ensure(n, 1, 1, ubatch=n)
+    if c.n_batch < n:
+        raise ValueError(f"time_decode: {n} tokens exceed the batch capacity {c.n_batch}")
+    c.clear()
     flags = np.zeros(n, np.int8)
     flags[-1] = 1
     t0 = time.perf_counter()
-    engine._batch.decode(engine._ctx, toks, np.arange(n), 0, flags)
-    L.llama_synchronize(engine._ctx)
+    c.decode(toks, np.arange(n), 0, flags)
+    c.synchronize()
     dt = time.perf_counter() - t0
-    engine._free_context()  # the next call gets a context with the invariant ubatch size
+    c.free()  # the next call gets a context with the invariant ubatch size
     return dt

@@ -1,9 +1,8 @@
 """The replay window: the applied code deltas of the last K steps, per kernel group, packed.
 
 The window is a cache, not state: the log rebuilds it by replay (resume, verify and export all do).
-Kept in RAM it grows with the codes a run moves: 41.9 MB for the 50 steps of the likelihood run in
-the README, a fifth of the process. Given a directory, each step's records go to one file
-there instead, and an update reads back only the group it is working on, so RAM holds at most one
+Kept in RAM it grows with the codes a run moves (tens of MB over 50 steps on SmolLM2: see
+docs/benchmarks.md). Given a directory, each step's records go to one file there instead, and an update reads back only the group it is working on, so RAM holds at most one
 group's window at a time. Files are plain writes, not fsynced: a crash leaves at worst a torn file,
 and opening a window on the directory deletes what an earlier process left.
 
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgees.kernels import PackedRecord, StepSpec
+from edgees.qes.records import PackedRecord, StepSpec
 
 SUFFIX = ".win"
 

@@ -21,7 +21,7 @@ one-token warm-up. Figures:
 Both paths render the model's own Jinja template in a sandbox (SmolLM2's adds a default system
 prompt), so they see the same prompt tokens; `same_text` is the fraction of equal answers.
 
-    python -m edgees.bench_engine --child engine MODEL ...   (internal: one measured child)
+    python -m edgees.bench.engine --child engine MODEL ...   (internal: one measured child)
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _peak_rss_mb() -> float:
 
 
 def child_engine(model: str, n: int, max_tokens: int, threads: int, extras: bool) -> dict:
-    from edgees.engine import Engine
+    from edgees.engine.engine import Engine
     task, prompts = _prompts(n)
     with Engine(model, n_threads=threads, n_seq=n, max_tokens=max_tokens) as engine:
         engine.generate(prompts[:1], max_tokens=1)
@@ -72,7 +72,7 @@ def child_engine(model: str, n: int, max_tokens: int, threads: int, extras: bool
 
 
 def child_reference(model: str, n: int, max_tokens: int, threads: int) -> dict:
-    from edgees.engine_reference import chat_completions
+    from edgees.engine.baseline import chat_completions
     task, prompts = _prompts(n)
     out = chat_completions(model, prompts, max_tokens, task.stop, threads)
     out["peak_rss_mb"] = _peak_rss_mb()
@@ -80,7 +80,7 @@ def child_reference(model: str, n: int, max_tokens: int, threads: int) -> dict:
 
 
 def _spawn(kind: str, model: str, n: int, max_tokens: int, threads: int, extras: bool) -> dict:
-    cmd = [sys.executable, "-m", "edgees.bench_engine", "--child", kind, model, "--n", str(n),
+    cmd = [sys.executable, "-m", "edgees.bench.engine", "--child", kind, model, "--n", str(n),
            "--max-tokens", str(max_tokens), "--threads", str(threads)]
     if extras:
         cmd.append("--extras")
@@ -160,7 +160,7 @@ def format_report(r: dict) -> str:
 
 
 def _child_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgees.bench_engine")
+    p = argparse.ArgumentParser(prog="python -m edgees.bench.engine")
     p.add_argument("--child", choices=["engine", "reference"], required=True)
     p.add_argument("model")
     p.add_argument("--n", type=int, default=32)

@@ -1,7 +1,7 @@
 """Quantized Evolution Strategies, the algorithm alone: seeds, coefficients, the step plan.
 
-Pure functions, no I/O, no llama.cpp: the loop that evaluates members lives in trainer.py and the
-packed-code arithmetic in kernels. In the paper's terms, one step is:
+Pure functions, no I/O, no llama.cpp: the loop that evaluates members lives in run/trainer.py and
+the packed-code arithmetic in kernels.py. In the paper's terms, one step is:
   seeds s_1..s_P            -> members +s_j and -s_j (antithetic pairs)
   rewards r(+s_j), r(-s_j)  -> d_j = r(+s_j) - r(-s_j) -> a_j = clip(zscore(d), -3, 3) (or centred ranks)
   update(codes; seeds, a, sigma, alpha) with error feedback (kernels.update).
@@ -9,11 +9,12 @@ packed-code arithmetic in kernels. In the paper's terms, one step is:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from edgees import noise
+from edgees.errors import EdgeesError
+from edgees.qes import noise
 
 EF_MODES = ("replay", "residual", "off")
 COEF_MODES = ("zscore", "rank")
@@ -21,24 +22,39 @@ COEF_MODES = ("zscore", "rank")
 
 @dataclass(frozen=True)
 class QESConfig:
-    """Hyperparameters of a run; each default is tuned for SmolLM2-135M on a 2-core CPU."""
+    """Hyperparameters of a run; each default is tuned for SmolLM2-135M on a 2-core CPU.
 
-    steps: int = field(default=40, metadata={"help": "QES steps (updates)"})
+    The one place a run setting is defined: the CLI's flags, a --config file's keys and run.json's
+    "config" are all these fields. metadata["help"] is the flag's help; metadata["resume"] marks
+    the fields a resumed run may change (the others fix the noise and the update, and so the log).
+    """
+
+    steps: int = field(default=40, metadata={"resume": True, "help": "QES steps (updates)"})
     pairs: int = field(default=8, metadata={"help": "antithetic pairs per step (population = 2 x pairs)"})
     prompts: int = field(default=12, metadata={"help": "training prompts per member per step"})
     sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (the same relative step on every type)"})
-    alpha: float = field(default=0.02, metadata={"help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that)"})
+    alpha: float = field(default=0.02, metadata={"resume": True, "help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that)"})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
     window: int = field(default=50, metadata={"help": "replay window K (steps)"})
     coef: str = field(default="zscore", metadata={"help": "pair coefficients: zscore (clipped +-3) | rank"})
     seed: int = field(default=1, metadata={"help": "run seed: all member seeds derive from it"})
-    eval_every: int = field(default=10, metadata={"help": "held-out evaluation every E steps (0: only at the ends)"})
-    eval_n: int = field(default=50, metadata={"help": "held-out prompts per evaluation"})
+    eval_every: int = field(default=10, metadata={"resume": True, "help": "held-out evaluation every E steps (0: only at the ends)"})
+    eval_n: int = field(default=50, metadata={"resume": True, "help": "held-out prompts per evaluation"})
     include_embeddings: bool = field(default=False, metadata={"help": "also train token_embd / output"})
 
+    @classmethod
+    def from_header(cls, header: dict) -> "QESConfig":
+        """The config run.json records; a field an older run did not record takes its default."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in header.get("config", {}).items() if k in known})
+
+    @classmethod
+    def fixed_fields(cls) -> list[str]:
+        """The fields a resumed run must keep."""
+        return [f.name for f in fields(cls) if not f.metadata.get("resume")]
+
     def check(self) -> None:
-        from edgees.errors import EdgeesError
         problems = []
         if self.ef not in EF_MODES:
             problems.append(f"--ef must be one of {', '.join(EF_MODES)}")

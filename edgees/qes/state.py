@@ -1,24 +1,24 @@
-"""The trainable weights of a run at a given step, and how to rebuild them from base + log.
+"""The trainable weights of a run at a given step, and the error-feedback state beside them.
 
 WeightState holds the kernel slots over a WorkingCopy plus what the chosen error-feedback mode
 needs: `replay` keeps the last K steps' applied code deltas (a Window: packed, ~2 bytes per moved
 code, in RAM or in cache files the log can always rebuild), `residual` keeps e as int16 per
 weight, `off` keeps nothing.
-The weights after step t are a pure function of (base bytes, log records 0..t): rebuild() is how
-resume, verify and export all get them.
+The weights after step t are a pure function of (base bytes, log records 0..t): run/rebuild.py
+replays a log onto a WeightState.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
-from edgees import kernels, qes
-from edgees.errors import RunError
-from edgees.gguffile import WorkingCopy
-from edgees.runlog import StepRecord
-from edgees.window import Window
+from edgees.errors import UnsupportedModel
+from edgees.gguf.working_copy import WorkingCopy
+from edgees.qes import kernels
+from edgees.qes.algorithm import EF_MODES
+from edgees.qes.records import ChunkRecord, Slot, StepSpec
+from edgees.qes.trainable import slots_for
+from edgees.qes.window import Window
 
 GROUP_BYTES = 4 << 20  # kernels run over ~4 MB of tensors at a time (see WeightState)
 
@@ -26,25 +26,21 @@ GROUP_BYTES = 4 << 20  # kernels run over ~4 MB of tensors at a time (see Weight
 class WeightState:
     def __init__(self, wc: WorkingCopy, ef: str = "replay", window: int = 50, gamma: float = 0.9,
                  include_embeddings: bool = False, threads: int | None = None, window_dir=None):
-        """window_dir: keep the replay window in files there instead of RAM (see edgees/window.py)."""
-        if ef not in qes.EF_MODES:
+        """window_dir: keep the replay window in files there instead of RAM (see window.py)."""
+        if ef not in EF_MODES:
             raise ValueError(f"unknown error-feedback mode {ef!r}")
         self.wc = wc
         self.ef, self.gamma, self.threads = ef, gamma, threads
-        self.slots = kernels.slots_for(wc, include_embeddings=include_embeddings)
+        self.slots = slots_for(wc, include_embeddings=include_embeddings)
         if not self.slots:
-            from edgees.errors import UnsupportedModel
             raise UnsupportedModel(f"{wc.info.path}: no trainable tensors (see `edgees info`); "
                                    "edgees trains Q4_0..Q8_0, K-quants and IQ4 block weights")
         self.names = [s.name for s in self.slots]
         # Kernels run over groups of at most GROUP_BYTES of tensors, and this process's mapping of
-        # each group is released after it: its RSS then grows by one group, not by the model
-        # (llama.cpp maps the same bytes; two mappings would count them twice). An update reads
-        # one group's part of the replay window at a time, so that too is bounded by the group:
-        # with a 113 MB window in files, the peak RSS of 55 updates grew by 26 MB at 16 MB groups
-        # and by 6 MB at 4 MB groups. Results do not depend on the grouping: every (tensor, chunk)
-        # job is independent.
-        self.groups: list[list[kernels.Slot]] = []
+        # each group is released after it: RSS grows by one group, not by the model (llama.cpp
+        # maps the same bytes), and an update reads one group's part of the window at a time
+        # (measurements: docs/benchmarks.md, memory). Results do not depend on the grouping.
+        self.groups: list[list[Slot]] = []
         size = GROUP_BYTES
         for s in self.slots:
             if size + s.view.nbytes > GROUP_BYTES:
@@ -60,23 +56,23 @@ class WeightState:
     def n_weights(self) -> int:
         return sum(s.n_elements for s in self.slots)
 
-    def _release(self, group: list[kernels.Slot]) -> None:
+    def _release(self, group: list[Slot]) -> None:
         self.wc.release([s.name for s in group])
 
-    def perturb(self, member_seed: int, sigma: float) -> list[kernels.ChunkRecord]:
+    def perturb(self, member_seed: int, sigma: float) -> list[ChunkRecord]:
         out = []
         for g in self.groups:
             out.append(kernels.perturb(g, member_seed, sigma, threads=self.threads))
             self._release(g)
         return out
 
-    def restore(self, applied: list[kernels.ChunkRecord]) -> None:
+    def restore(self, applied: list[ChunkRecord]) -> None:
         """Undo a perturb, given the records it returned."""
         for g, rec in zip(self.groups, applied):
             kernels.restore(g, rec, threads=self.threads)
             self._release(g)
 
-    def swap(self, applied: list[kernels.ChunkRecord], next_seed: int, sigma: float) -> list[kernels.ChunkRecord]:
+    def swap(self, applied: list[ChunkRecord], next_seed: int, sigma: float) -> list[ChunkRecord]:
         """Restore one member and perturb with the next in one pass over the blocks."""
         out = []
         for g, rec in zip(self.groups, applied):
@@ -84,7 +80,7 @@ class WeightState:
             self._release(g)
         return out
 
-    def apply(self, spec: kernels.StepSpec) -> dict:
+    def apply(self, spec: StepSpec) -> dict:
         """One QES update with this state's error feedback; returns the kernel's stats (summed)."""
         total = {"changed": 0, "blocked": 0, "abs_v_max": 0.0}
         records = []
@@ -130,28 +126,3 @@ class WeightState:
     def close(self) -> None:
         """Delete the replay window's cache files, if any."""
         self.history.close()
-
-
-def spec_of(rec: StepRecord) -> kernels.StepSpec:
-    return kernels.StepSpec(tuple(int(s) for s in rec.seeds), tuple(float(a) for a in rec.coefs),
-                            float(rec.alpha), float(rec.sigma))
-
-
-def rebuild(state: WeightState, records: list[StepRecord], upto: int | None = None,
-            check: str = "last", progress: Callable[[int, int], None] | None = None) -> None:
-    """Replay logged steps [state.step, upto) onto a state built on the base weights.
-
-    check: "all" compares every step's weight hash with the log (verify), "last" only the final one,
-    "none" skips hashing. A mismatch raises RunError naming the step.
-    """
-    upto = len(records) if upto is None else upto
-    for t in range(state.step, upto):
-        rec = records[t]
-        state.apply(spec_of(rec))
-        if check == "all" or (check == "last" and t == upto - 1):
-            got = state.sha256()
-            if got != rec.weights_sha256:
-                raise RunError(f"step {t}: rebuilt weights hash {got[:16]}... but the log recorded "
-                               f"{rec.weights_sha256[:16]}...; the log or the base file does not match")
-        if progress:
-            progress(t + 1, upto)

@@ -1,36 +1,21 @@
-"""Facade over the C kernels (edgees._native): the same API as kernels_ref, fast and threaded.
+"""Facade over the C kernels (edgees._native): the same API as qes/reference.py, fast and threaded.
 
-perturb / restore / update here and in kernels_ref give identical bytes (tests/test_kernels.py);
+perturb / restore / update here and in qes/reference.py give identical bytes (tests/test_kernels.py);
 results never depend on `threads`.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-
 import numpy as np
 
-from edgees import _native, noise
-from edgees.kernels_ref import ChunkRecord, Slot, StepSpec, type_tables
+from edgees import _native
+from edgees.qes import noise
+from edgees.qes.records import ChunkRecord, PackedRecord, Slot, StepSpec
+from edgees.qes.trainable import type_tables
 
 __all__ = ["Slot", "StepSpec", "ChunkRecord", "PackedRecord", "perturb", "restore", "swap", "update", "pack",
            "chunk_noise", "default_threads"]
-
-
-@dataclass(frozen=True)
-class PackedRecord:
-    """An update's ChunkRecord in the compact form the replay window keeps (native/pack.h):
-    ~2 bytes per moved code instead of 3. Only the C update reads it; `unpack` gives the
-    ChunkRecord back (for the numpy reference and tests)."""
-
-    counts: np.ndarray  # (n_jobs,) uint32, as in the ChunkRecord
-    offsets: np.ndarray  # (n_jobs + 1,) uint64: where each job's byte stream starts in data
-    data: np.ndarray  # (size,) uint8: per entry varint(gap << 2 | tag) [+ a value byte]
-
-    @property
-    def nbytes(self) -> int:
-        return self.counts.nbytes + self.offsets.nbytes + self.data.nbytes
 
 
 def pack(rec: ChunkRecord) -> PackedRecord:
@@ -125,7 +110,7 @@ def swap(slots: list[Slot], applied: ChunkRecord, next_seed: int, sigma: float,
 def update(slots: list[Slot], history: list[tuple[StepSpec, "ChunkRecord | PackedRecord"]], current: StepSpec,
            gamma: float = 0.9, residual: list[np.ndarray] | None = None,
            threads: int | None = None) -> tuple[ChunkRecord, dict]:
-    """The QES update (see kernels_ref.update); returns (applied deltas, stats). History records
+    """The QES update (see qes/reference.py.update); returns (applied deltas, stats). History records
     may be ChunkRecords or PackedRecords (what WeightState keeps)."""
     if residual is not None and history:
         raise ValueError("residual mode takes no replay history")
@@ -142,9 +127,3 @@ def update(slots: list[Slot], history: list[tuple[StepSpec, "ChunkRecord | Packe
 def chunk_noise(seed: int, key: int, chunk: int, length: int, tab: noise.NoiseTables) -> tuple[np.ndarray, np.ndarray]:
     pos, val = _native.chunk_noise(int(seed), key, chunk, length, tab.gap, tab.mag, tab.index, tab.step)
     return np.frombuffer(pos, np.int64), np.frombuffer(val, np.int8)
-
-
-def slots_for(working_copy, include_embeddings: bool = False) -> list[Slot]:
-    """Kernel slots for the trainable tensors of a WorkingCopy (writable views into its mapping)."""
-    return [Slot(t.name, t.type_id, t.n_elements, working_copy.view(t.name))
-            for t in working_copy.trainable_tensors(include_embeddings=include_embeddings)]

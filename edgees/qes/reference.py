@@ -19,89 +19,17 @@ kept in fixed point: e_q = round(e * 8192) in int16.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from edgees import noise, quants
+from edgees.gguf import quants
+from edgees.qes import noise
+from edgees.qes.records import ChunkRecord, Slot, StepSpec
+from edgees.qes.trainable import type_tables
 
 E_SCALE = 8192.0  # error feedback fixed point: e = e_q / 8192, |e| <= 1.5 -> |e_q| <= 12288
 E_CLAMP = 1.5
 COEF_SCALE = 4096.0  # coefficients enter the update as a_q = round(a * 4096): g sums exactly in ints
 MAX_STEP = 127.0  # a step moves a code by at most this (records keep deltas as int8)
-
-
-@dataclass
-class Slot:
-    """One trainable tensor as the kernels see it."""
-
-    name: str
-    type_id: int
-    n_elements: int
-    view: np.ndarray  # (nbytes,) uint8, writable, the tensor's packed blocks
-    key: int = 0
-    qt: quants.QType = field(init=False)
-
-    def __post_init__(self):
-        self.qt = quants.qtype(self.type_id)
-        if self.qt is None:
-            raise ValueError(f"tensor {self.name}: type {self.type_id} is not trainable")
-        if not self.key:
-            self.key = noise.tensor_key(self.name)
-
-    @property
-    def n_chunks(self) -> int:
-        return (self.n_elements + noise.CHUNK - 1) // noise.CHUNK
-
-    def chunk_bytes(self, chunk: int) -> tuple[int, int, int]:
-        """(first byte, end byte, element count) of a stream chunk."""
-        start = chunk * noise.CHUNK
-        length = min(noise.CHUNK, self.n_elements - start)
-        be, bb = self.qt.block_elems, self.qt.block_bytes
-        b0 = start // be * bb
-        b1 = (start + length + be - 1) // be * bb
-        return b0, b1, length
-
-
-@dataclass
-class ChunkRecord:
-    counts: np.ndarray  # (n_chunks_total,) uint32
-    pos: np.ndarray  # (total,) uint16
-    val: np.ndarray  # (total,) int8, or (0,) when unused
-
-    def split(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        ends = np.cumsum(self.counts.astype(np.int64))
-        starts = ends - self.counts
-        has_val = len(self.val) == len(self.pos)
-        return [(self.pos[a:b], self.val[a:b] if has_val else None) for a, b in zip(starts, ends)]
-
-    @staticmethod
-    def join(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> "ChunkRecord":
-        counts = np.array([len(p) for p, _ in parts], dtype=np.uint32)
-        pos = np.concatenate([p for p, _ in parts]).astype(np.uint16) if parts else np.zeros(0, np.uint16)
-        vals = [v for _, v in parts if v is not None]
-        val = np.concatenate(vals).astype(np.int8) if vals else np.zeros(0, np.int8)
-        return ChunkRecord(counts, pos, val)
-
-    @property
-    def nbytes(self) -> int:
-        return self.counts.nbytes + self.pos.nbytes + self.val.nbytes
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """What an update needs of one logged step: the pair seeds and their coefficients."""
-
-    seeds: tuple[int, ...]  # (P,) positive pair seeds; member +s and -s
-    coefs: tuple[float, ...]  # (P,) a_j: normalised pair reward differences
-    alpha: float
-    sigma: float
-
-
-def type_tables(sigma: float, type_id: int) -> noise.NoiseTables:
-    """The noise law of a tensor of this type at sigma (in 4-bit code steps; quants.noise_law)."""
-    scale, step = quants.noise_law(type_id)
-    return noise.tables(sigma * scale, step)
 
 
 # ---------------------------------------------------------------- perturb / restore

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgees.runlog import RunDir, atomic_write
+from edgees.fileio import atomic_write
+from edgees.run.log import RunDir
 
 
 def write_curve(run_path: Path, out: Path | None = None) -> Path | None:

@@ -10,20 +10,22 @@ intact, and `--resume` continues from the last whole step.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from edgees import qes
-from edgees.kernels import StepSpec
+from edgees.qes import algorithm as qes
+from edgees.qes.records import StepSpec
 from edgees.errors import EdgeesError, RunError, TaskError
-from edgees.gguffile import WorkingCopy, sha256_file
-from edgees.runlog import RunDir, StepRecord
-from edgees.state import WeightState, rebuild
+from edgees.fileio import sha256_file
+from edgees.gguf.working_copy import WorkingCopy
+from edgees.run.log import RunDir, StepRecord
+from edgees.qes.state import WeightState
+from edgees.run.rebuild import rebuild
 
-WINDOW_DIR = "window"  # the replay window's cache files (edgees/window.py), deleted at close
+WINDOW_DIR = "window"  # the replay window's cache files (qes/window.py), deleted at close
 
 Event = Callable[[str, dict], None]
 
@@ -109,11 +111,11 @@ def check_resume(header: dict, base_sha: str, cfg: qes.QESConfig, task_spec: str
     if header["task"] != task_spec:
         raise RunError(f"this run trains task {header['task']!r}, not {task_spec!r}")
     old = header["config"]
-    for key in ("pairs", "prompts", "sigma", "ef", "window", "gamma", "seed", "coef", "include_embeddings"):
+    for key in qes.QESConfig.fixed_fields():
         if old.get(key) != getattr(cfg, key):
+            may = ", ".join("--" + f.name.replace("_", "-") for f in fields(qes.QESConfig) if f.metadata.get("resume"))
             raise RunError(f"--{key.replace('_', '-')} differs from the run's ({old.get(key)}); "
-                           "a resumed run keeps its config (only --steps, --alpha and the evaluation "
-                           "settings may change; alpha is logged per step)")
+                           f"a resumed run keeps its config (only {may} may change; alpha is logged per step)")
 
 
 class Trainer:
@@ -159,10 +161,10 @@ class Trainer:
             self.records = []
         self.on_event("status", {"msg": "loading the model into llama.cpp"})
         if engine_factory is None:
-            from edgees.engine import Engine
+            from edgees.engine.engine import Engine
             engine_factory = Engine
         self.engine = engine_factory(self.wc.path)
-        from edgees.engine import check_live_weights
+        from edgees.engine.engine import check_live_weights
         check_live_weights(self.engine, self.wc.view)
         self.train, self.heldout = self.task.split(n_heldout=self.cfg.eval_n)
         if not self.train or not self.heldout:

@@ -79,22 +79,6 @@ def frozen_reason(type_id: int) -> str:
     return f"type {name} is not trainable"
 
 
-def noise_law(type_id: int) -> tuple[float, int]:
-    """How one sigma (in 4-bit code steps) becomes this type's noise: (sigma multiplier, step).
-
-    A type with L levels spans its block range in L - 1 steps, so one 4-bit step is k = L / 16 of
-    its steps: 1 for 4-bit types, 2 for 5-bit, 4 for Q6_K, 16 for Q8_0, 0.5 for Q3_K, 0.25 for Q2_K.
-    So that one sigma moves every type's weights by the same relative amount, each nonzero of a
-    finer type (k >= 1) moves k of its codes: the noise is k * R(sigma), with the density and the
-    weight-space size of a 4-bit tensor's noise (and, through the update's 1 / sigma, k times the
-    4-bit step in code units: the same step in weight space). A coarser type cannot move a fraction
-    of a code, so its noise is R(k * sigma): rarer whole steps.
-    """
-    q = QTYPES[type_id]
-    k = (q.hi - q.lo + 1) / 16
-    return (1.0, int(k)) if k >= 1 else (k, 1)
-
-
 # ---- bit-field helpers: fields are stored low bits first --------------------------------------
 
 def _split(q: np.ndarray, width: int) -> np.ndarray:

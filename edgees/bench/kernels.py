@@ -10,8 +10,10 @@ import time
 
 import numpy as np
 
-from edgees import kernels, kernels_ref
-from edgees.gguffile import WorkingCopy
+from edgees.qes import kernels
+from edgees.qes.trainable import slots_for
+from edgees.qes import reference as kernels_ref
+from edgees.gguf.working_copy import WorkingCopy
 
 
 def _best(fn, reps: int) -> float:
@@ -28,7 +30,7 @@ def run(model_path, sigma: float = 0.01, threads: int | None = None, reps: int =
     say = progress or (lambda msg: None)
     threads = threads or kernels.default_threads()
     with WorkingCopy(model_path) as wc:
-        slots = kernels.slots_for(wc)
+        slots = slots_for(wc)
         n_weights = sum(s.n_elements for s in slots)
         n_bytes = sum(s.view.nbytes for s in slots)
         before = wc.sha256([s.name for s in slots])

@@ -21,6 +21,7 @@ flipped into another byte: more than 8 characters after the tab).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import zlib
@@ -28,36 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgees.errors import RunError
+from edgees.fileio import atomic_write
 
 FORMAT = "edgees-run"
 VERSION = 2  # 2: 5-, 6- and 8-bit codes move k at a time at 4-bit density (quants.noise_law)
 STEPS_MAGIC = b"edgees-steps 1\n"
 _HEX = frozenset(b"0123456789abcdef")
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """temp file in the same dir + fsync + rename + dir fsync: the file is old or new, never torn."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 @dataclass
@@ -238,3 +215,16 @@ class RunDir:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def log_sha256(steps_path: Path, n: int) -> str:
+    """sha256 of the first n record lines of a step log (the magic line excluded)."""
+    data = Path(steps_path).read_bytes()
+    h, pos = hashlib.sha256(), len(STEPS_MAGIC)
+    for i in range(n):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            raise RunError(f"{steps_path}: record {i} is missing; the log changed while being read")
+        h.update(data[pos:end + 1])
+        pos = end + 1
+    return h.hexdigest()

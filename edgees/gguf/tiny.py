@@ -16,7 +16,7 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, TokenType
 from gguf.constants import GGML_QUANT_SIZES
 
-from edgees.quants import QTYPES
+from edgees.gguf.quants import QTYPES
 
 # f16 scale fields per type: (byte offset in the block, typical magnitude). The magnitude keeps a
 # weight around 0.01-0.1 given the code and sub-scale ranges (block layouts from ggml-common.h).

@@ -2,9 +2,9 @@
 
 `Llama.create_chat_completion` called once per prompt, greedy, as a user of llama-cpp-python would
 write it. It renders the model's chat template with its own Jinja renderer and reuses the longest
-common token prefix with the previous call. Used by edgees.bench_engine only; it never touches a
+common token prefix with the previous call. Used by edgees.bench.engine only; it never touches a
 working copy (it opens the model read-only and may repack it: it is a speed reference, nothing
-more). Part of the engine adapter: with engine.py and engine_batch.py, the only llama_cpp importers.
+more). Part of the engine adapter: with llama.py, decode.py and engine.py, the only llama_cpp importers.
 """
 
 from __future__ import annotations

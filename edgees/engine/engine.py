@@ -1,9 +1,10 @@
 """The evaluation engine: llama.cpp reading the live weights of a working copy.
 
-The engine modules (engine.py, engine_batch.py: decode loops, engine_reference.py: the benchmark
-baseline) are the only code in edgees that imports llama_cpp.
+edgees/engine/ is the only code in edgees that imports llama_cpp: llama.py (ctypes, contexts),
+decode.py (the decode loops), this file (the model, its vocabulary and chat template), baseline.py
+(llama-cpp-python's high-level API, the benchmark's baseline).
 
-    engine = load_live(working_copy)            # Engine(wc.path) + check_live_weights(...)
+    engine = load_live(working_copy, tensor)    # Engine(wc.path) + check_live_weights(...)
     texts = engine.generate(prompts, max_tokens=16, stop=["\\n\\n"])    # greedy, batched
     logps = engine.score(prompts, targets)      # teacher-forced log-likelihood of each target
     ... write weight bytes ...; engine.weights_changed()
@@ -18,7 +19,7 @@ The load log names each weight buffer ("CPU_Mapped model buffer size = ..."); an
 buffer means some weights are copies, and the load is refused (UnsupportedModel). `check_live_weights`
 then proves it end to end: a write changes the logits, restoring the bytes restores them bit for bit.
 
-Generation (engine_batch.py holds the decode loops): chat prompts are rendered with the model's own
+Generation (decode.py holds the decode loops): chat prompts are rendered with the model's own
 chat template in jinja2's sandbox (chat_template.py; llama.cpp's template function if it does not
 run there), tokenized, and decoded as parallel sequences of one context
 with a unified KV cache. Every run of tokens that several prompts share (along their prefix tree:
@@ -29,102 +30,27 @@ all + per sequence (its prompt tail + max_tokens) cells, rounded up to 256 in to
 the KV + logits memory of one batch; larger requests run as several batches.
 
 Batch invariance (batched greedy == sequential greedy): llama.cpp's CPU flash attention computes a
-micro-batch (ubatch) of >= 64 query rows with a tiled kernel (f32 Q, 64-cell tiles) and smaller
-ones row by row (f16 Q, masked cells skipped); the two round differently, by up to ~0.8 in a logit
-on SmolLM2. So ubatches here hold at most UBATCH = 63 rows: every row, batched or alone, takes the
-same row-by-row path and sees the same cells of its own sequence in the same order. Measured on
-SmolLM2-135M, 32 arithmetic chat prompts: 32/32 outputs equal with this setting (and with 48),
-24/32 with 64-row ubatches, 22/32 with the default 512-row ubatches (21/32 without flash attention,
-whose softmax sums over all cells). One KV stream per sequence (kv_unified = False) also gave
-32/32 but pads every stream to 256 cells (peak RSS 370 MB vs 220 MB here) and ran several times
-slower on the loaded 2-core machine.
-Known limit: a one-row decode over >= 512 cells takes llama.cpp's split-KV path, so prompts longer
-than ~500 tokens may differ between batched and single decoding in the last bits.
+micro-batch of >= 64 query rows with a tiled kernel and smaller ones row by row, and the two round
+differently. So micro-batches hold at most UBATCH = 63 rows: every row, batched or alone, takes the
+row-by-row path and sees the same cells of its own sequence in the same order (measurements and the
+alternatives tried: docs/engine.md). Known limit: a one-row decode over >= 512 cells takes
+llama.cpp's split-KV path, so prompts longer than ~500 tokens may differ in the last bits.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import re
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import llama_cpp as L
-from edgees.chat_template import compile_template
+from edgees.engine import decode
+from edgees.engine.chat_template import compile_template
+from edgees.engine.llama import _LOG, Context, _init_backend, check_mapped, set_fields, weight_buffers
 from edgees.errors import EdgeesError, GGUFError, ModelNotFound, UnsupportedModel
-from edgees.gguffile import read_gguf
-
-LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the struct layouts below are checked against this version
-CTX_ROUND = 256  # context sizes are rounded up to this many cells (fewer context re-creations)
-UBATCH = 63  # rows per micro-batch: the most below flash attention's 64-row tiled path (batch invariance)
-
-
-# ---- ctypes hygiene --------------------------------------------------------------------------
-
-def set_fields(struct: ctypes.Structure, **values) -> None:
-    """Set struct fields by name, refusing names the struct does not have (ctypes would accept a
-    misspelt field silently and the setting would be lost)."""
-    names = {f[0] for f in type(struct)._fields_}
-    for key, value in values.items():
-        if key not in names:
-            raise RuntimeError(f"llama_cpp {L.__version__}: {type(struct).__name__} has no field "
-                               f"{key!r}; edgees needs llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}")
-        setattr(struct, key, value)
-        if isinstance(value, (bool, int, float)) and getattr(struct, key) != value:
-            raise RuntimeError(f"{type(struct).__name__}.{key} did not take the value {value!r}")
-
-
-# ---- logging: silent unless verbose; load logs captured to check the weight buffers ----------
-
-class _LogSink:
-    def __init__(self):
-        self.verbose = False
-        self.capture: list[str] | None = None
-        self.callback = L.llama_log_callback(self._on_log)  # kept alive for the process lifetime
-
-    def _on_log(self, level, text, user_data):
-        s = text.decode("utf-8", "replace") if text else ""
-        if self.capture is not None:
-            self.capture.append(s)
-        if self.verbose:
-            sys.stderr.write(s)
-
-
-_LOG = _LogSink()
-_BACKEND_READY = False
-
-
-def _init_backend() -> None:
-    global _BACKEND_READY
-    L.llama_log_set(_LOG.callback, ctypes.c_void_p(0))
-    if not _BACKEND_READY:
-        L.llama_backend_init()
-        _BACKEND_READY = True
-
-
-_BUFFER_LINE = re.compile(r"(\S+) model buffer size =\s*([\d.]+) MiB")
-
-
-def weight_buffers(load_log: str) -> list[tuple[str, float]]:
-    """[(buffer name, MiB)] from llama.cpp's load log: where the weights live."""
-    return [(m.group(1), float(m.group(2))) for m in _BUFFER_LINE.finditer(load_log)]
-
-
-def check_mapped(path: Path, buffers: list[tuple[str, float]]) -> None:
-    """Refuse unless every non-empty weight buffer is the file mapping (CPU_Mapped)."""
-    copies = [(n, mib) for n, mib in buffers if n != "CPU_Mapped" and mib > 0]
-    if not buffers or not any(n == "CPU_Mapped" for n, _ in buffers):
-        raise UnsupportedModel(f"{path.name}: llama.cpp did not report its weights as CPU_Mapped, so "
-                               "writes to the working copy may be invisible to it; cannot train this")
-    if copies:
-        what = ", ".join(f"{n} {mib:.2f} MiB" for n, mib in copies)
-        raise UnsupportedModel(f"{path.name}: llama.cpp copied weights out of the file mapping at load "
-                               f"({what}), so perturbations written to the working copy would be "
-                               "invisible to it; load with repacking off (use_extra_bufts=False), "
-                               "mmap on, CPU only")
+from edgees.gguf.reader import read_gguf
 
 
 # ---- the engine ------------------------------------------------------------------------------
@@ -149,9 +75,8 @@ class Engine:
         self.max_tokens = int(max_tokens)
         self.mem_cap_mb = mem_cap_mb
         self.verbose = verbose
-        self._model = self._ctx = None
-        self._ctx_shape = (0, 0, 0, 0)  # (n_ctx, n_seq_max, n_outputs_max, n_ubatch) of the context
-        self._batch = None
+        self._model = None
+        self.context: Context | None = None
         self._pieces: dict[int, bytes] = {}
         self._end_of_turn: int | None = None
         self.last_stats: dict = {}
@@ -186,6 +111,7 @@ class Engine:
             self.bos = int(L.llama_vocab_bos(self._vocab))
             self._init_template()
             self._kv_bytes_per_cell = self._kv_bytes()
+            self.context = Context(self._model, self.n_threads)
         except BaseException:
             self.close()
             raise
@@ -236,38 +162,6 @@ class Engine:
         return buf.raw[:max(n, 0)].decode("utf-8", "replace")
 
     # ---- context ------------------------------------------------------------------------------
-    def _ensure_context(self, n_cells: int, n_seq: int, n_outputs: int, ubatch: int = UBATCH) -> None:
-        """A context of at least n_cells KV cells for n_seq sequences, with room for n_outputs
-        logits rows per decode call. Reused while it is large enough, else replaced by one of
-        exactly this shape (memory follows the batch). `ubatch` other than UBATCH is for the
-        decode-ceiling benchmark only (it gives up batch invariance)."""
-        n_cells = -(-max(n_cells, 1) // CTX_ROUND) * CTX_ROUND
-        have = self._ctx_shape
-        if (self._ctx and have[0] >= n_cells and have[1] >= n_seq and have[2] >= n_outputs
-                and have[3] == ubatch):
-            return
-        self._free_context()
-        n_batch = min(n_cells, 2048)
-        params = L.llama_context_default_params()
-        set_fields(params, n_ctx=n_cells, n_batch=n_batch, n_ubatch=min(n_batch, ubatch),
-                   n_seq_max=n_seq, n_outputs_max=n_outputs, n_outputs_max_per_seq=0,
-                   n_threads=self.n_threads, n_threads_batch=self.n_threads,
-                   kv_unified=True, flash_attn_type=L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-                   embeddings=False, offload_kqv=False, op_offload=False, no_perf=True)
-        self._ctx = L.llama_init_from_model(self._model, params)
-        if not self._ctx:
-            raise EdgeesError(f"llama.cpp could not create a context of {n_cells} cells for {n_seq} "
-                              "sequences: lower the batch (n_seq) or set a memory cap")
-        self._ctx_shape = (n_cells, n_seq, n_outputs, ubatch)
-        self._n_batch = n_batch
-        from edgees.engine_batch import Batch
-        self._batch = Batch(n_batch)
-
-    def _free_context(self) -> None:
-        if self._ctx:
-            L.llama_free(self._ctx)
-        self._ctx, self._ctx_shape, self._batch = None, (0, 0, 0, 0), None
-
     def batch_size_for(self, cells_per_seq: int) -> int:
         """Sequences per batch: n_seq, or fewer if mem_cap_mb would be exceeded (KV + logits;
         cells_per_seq = longest prompt + max tokens, not counting the shared prefix once)."""
@@ -375,41 +269,43 @@ class Engine:
         A completion ends at an end-of-generation token, at the first stop string (cut there, the
         stop string excluded), or after max_tokens tokens.
         """
-        from edgees.engine_batch import generate
-        return generate(self, list(prompts), self.max_tokens if max_tokens is None else int(max_tokens),
-                        [s for s in (stop or []) if s])
+        out, self.last_stats = decode.generate(self, list(prompts),
+                                               self.max_tokens if max_tokens is None else int(max_tokens),
+                                               [s for s in (stop or []) if s])
+        return out
 
     def score(self, prompts, targets, end_turn: bool = False) -> list[float]:
         """Teacher-forced log-likelihood (natural log, summed over tokens) of each target after its
         prompt; the target is tokenized on its own, without special tokens. end_turn=True also
         scores the end-of-turn token after it (end_of_turn()): the answer and nothing more."""
-        from edgees.engine_batch import score
-        return score(self, list(prompts), list(targets), self.end_of_turn() if end_turn else None)
+        out, self.last_stats = decode.score(self, list(prompts), list(targets),
+                                            self.end_of_turn() if end_turn else None)
+        return out
 
     def logits(self, prompt) -> np.ndarray:
         """(n_vocab,) float32 logits after the prompt's last token, from an empty KV memory."""
-        from edgees.engine_batch import last_logits
-        return last_logits(self, self.prompt_tokens(prompt))
+        return decode.last_logits(self, self.prompt_tokens(prompt))
 
     def time_decode(self, tokens: list[int]) -> float:
         """Seconds of one llama_decode of `tokens` as one sequence from empty memory (no logits
         but the last): the compute ceiling of this model on this machine, for benchmarks."""
-        from edgees.engine_batch import time_decode
-        return time_decode(self, list(tokens))
+        return decode.time_decode(self, list(tokens))
 
     def synchronize(self) -> None:
         """Wait for llama.cpp to finish reading weights: call before writing weight bytes."""
-        if self._ctx:
-            L.llama_synchronize(self._ctx)
+        if self.context is not None:
+            self.context.synchronize()
 
     def weights_changed(self) -> None:
         """Call after every write to the weight bytes: no KV computed with the old weights survives."""
-        if self._ctx:
-            L.llama_synchronize(self._ctx)
-            L.llama_memory_clear(L.llama_get_memory(self._ctx), False)
+        if self.context is not None:
+            self.context.synchronize()
+            self.context.clear()
 
     def close(self) -> None:
-        self._free_context()
+        if self.context is not None:
+            self.context.free()
+            self.context = None
         if self._model:
             L.llama_model_free(self._model)
             self._model = None
@@ -429,14 +325,14 @@ class Engine:
 
 # ---- the end-to-end check --------------------------------------------------------------------
 
-def load_live(working_copy, **engine_kwargs) -> Engine:
-    """An Engine over a WorkingCopy, proven to read its live bytes (check_live_weights on the first
-    trainable tensor; a model with none is only buffer-checked). The usual way to get an engine."""
+def load_live(working_copy, tensor: str | None, **engine_kwargs) -> Engine:
+    """An Engine over a WorkingCopy, proven to read its live bytes (check_live_weights on `tensor`,
+    normally the first one training will write; None: only the weight buffers are checked). The
+    usual way to get an engine."""
     engine = Engine(working_copy.path, **engine_kwargs)
     try:
-        trainable = working_copy.trainable_tensors()
-        if trainable:
-            check_live_weights(engine, working_copy.view, trainable[0].name)
+        if tensor is not None:
+            check_live_weights(engine, working_copy.view, tensor)
     except BaseException:
         engine.close()
         raise
@@ -461,7 +357,9 @@ def check_live_weights(engine: Engine, view, tensor: str | None = None) -> None:
         except (KeyError, EdgeesError):
             continue
     if weights is None:
-        raise ValueError(f"none of the tensors {names} is in {engine.path.name}; name one")
+        raise UnsupportedModel(f"{engine.path.name}: none of the tensors {', '.join(names)} is in it, so "
+                               "edgees cannot check that llama.cpp reads the live weights; name a "
+                               "tensor to check (see `edgees info`)")
     engine.weights_changed()
     before = engine.logits(LIVE_CHECK_PROMPT)
     saved = np.array(weights, copy=True)

@@ -1,0 +1,7 @@
+"""`python -m edgees`: the edgees command."""
+
+import sys
+
+from edgees.cli import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""The adapted model as a GGUF: a run's weights after step t, written beside the user's files.
+
+    export_gguf("runs/demo", "adapted.gguf")              # the weights after the last step
+
+The exported file is the base GGUF with only the trainable weight bytes changed: the base header's
+metadata entries verbatim (minus any `edgees.*` left by an earlier export), four `edgees.*` entries
+appended, the tensor-info table verbatim, padding to the alignment, then the working copy's data
+section. Nothing in it depends on the clock or the machine, so two exports of one run (same edgees
+version) are byte-identical. It is written to a temp file beside OUT, fsynced, checked, renamed over
+OUT and the directory fsynced: OUT is the old file or the complete new one, never torn.
+
+Metadata added (a base that is itself an export gets fresh values; base_sha256 names the file the
+run was made on):
+  edgees.base_sha256  str   sha256 of the base GGUF file
+  edgees.step         u64   number of logged steps applied (records 0..step-1)
+  edgees.log_sha256   str   sha256 of those records' lines as they are in steps.log, newlines included
+  edgees.version      str   the edgees version that wrote the file
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from edgees import __version__
+from edgees.errors import EdgeesError
+from edgees.gguf.writer import write_with_metadata
+from edgees.run.log import RunDir, log_sha256
+from edgees.run.rebuild import rebuild_run
+
+RUN_FILES = ("run.json", "steps.log", "metrics.jsonl", "run.lock", "curve.png")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output(out: Path, run_path: Path, protected: list[Path], force: bool) -> None:
+    """Refuse to write over the base model, the user's input file or the run's own files; refuse
+    an existing OUT unless force."""
+    for p in protected + [run_path / n for n in RUN_FILES]:
+        if _same_file(out, p):
+            raise EdgeesError(f"-o {out} is {p}: refusing to overwrite it; choose another output path")
+    if out.is_dir():
+        raise EdgeesError(f"-o {out} is a directory; give a file name, e.g. {out / 'adapted.gguf'}")
+    if not out.parent.is_dir():
+        raise EdgeesError(f"-o {out}: directory {out.parent} does not exist; create it first")
+    if out.exists() and not force:
+        raise EdgeesError(f"{out} exists; pass --force to replace it")
+
+
+def export_gguf(run_path, out, step: int | None = None, model=None, force: bool = False,
+                threads: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write the run's weights after `step` steps (default: all logged) as a GGUF at `out`."""
+    run_path, out = Path(run_path), Path(out)
+    protected = [Path(model)] if model is not None else []
+    header = RunDir(run_path).read_header()
+    protected.append(Path(header.get("base_model", "")))
+    check_output(out, run_path, protected, force)
+    with rebuild_run(run_path, model, step, check="last", threads=threads, progress=progress) as r:
+        check_output(out, run_path, protected + [r.base_path], force)
+        meta = {"edgees.base_sha256": r.header["base_sha256"], "edgees.step": r.step,
+                "edgees.log_sha256": log_sha256(run_path / "steps.log", r.step),
+                "edgees.version": __version__}
+        weights = r.state.sha256()
+        r.wc.flush()
+        sha, size = write_with_metadata(r.wc.path, out, meta, drop_prefix="edgees.")
+    return {"out": str(out), "step": r.step, "steps_logged": len(r.records), "torn": r.torn,
+            "base_model": str(r.base_path), "base_sha256": meta["edgees.base_sha256"],
+            "log_sha256": meta["edgees.log_sha256"], "weights_sha256": weights,
+            "sha256": sha, "bytes": size, "version": __version__}
