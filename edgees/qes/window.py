@@ -55,6 +55,10 @@ class _InRam:
         return self.records[gi]
 
     @property
+    def n_groups(self) -> int:
+        return len(self.records)
+
+    @property
     def nbytes(self) -> int:
         return sum(r.nbytes for r in self.records)
 
@@ -89,6 +93,10 @@ class _InFile:
         return PackedRecord(counts=buf[part.counts_at:part.data_at].view(np.uint32),
                             offsets=buf[:part.counts_at].view(np.uint64),
                             data=buf[part.data_at:part.data_at + part.data_bytes])
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.parts)
 
     @property
     def nbytes(self) -> int:
@@ -130,6 +138,11 @@ class Window:
         """Every step's record of group gi, oldest first (read from disk when kept there)."""
         return [(spec, held.record(gi)) for spec, held in self._steps]
 
+    def steps(self):
+        """Each step's (spec, [record of every group]), oldest first (a checkpoint saves these)."""
+        for spec, held in self._steps:
+            yield spec, [held.record(gi) for gi in range(held.n_groups)]
+
     @property
     def nbytes(self) -> int:
         """Size of the window's records, wherever they are kept."""
@@ -139,6 +152,12 @@ class Window:
     def ram_bytes(self) -> int:
         """What the window holds in RAM between updates."""
         return self.nbytes if self.directory is None else 0
+
+    def clear(self) -> None:
+        """Forget every step (their files too); the window stays usable."""
+        for _, held in self._steps:
+            held.drop()
+        self._steps = []
 
     def close(self) -> None:
         """Delete the window's files (the log rebuilds them), and the directory if that empties it."""
