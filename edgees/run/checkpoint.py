@@ -37,8 +37,9 @@ import numpy as np
 from edgees.errors import RunError
 from edgees.fileio import fsync_dir
 from edgees.gguf.working_copy import TensorMap
-from edgees.qes.records import PackedRecord, StepSpec
+from edgees.qes.records import PackedRecord
 from edgees.qes.state import WeightState
+from edgees.run.log import log_sha256, spec_of
 
 MAGIC = b"edgees-checkpoint 1\n"
 DIR = "checkpoints"
@@ -227,7 +228,6 @@ def load_checkpoint(path: Path, state: WeightState, records, base_sha256: str, l
         raise ValueError(f"keeps {header['window_steps']} window steps, this run needs {want}")
     _decode_codes(state, sections["codes"])
     if state.ef == "replay":
-        from edgees.run.rebuild import spec_of
         steps = _decode_window(sections["window"], want, len(state.groups))
         for i, recs in enumerate(steps):
             state.history.append(spec_of(records[t - want + i]), recs)
@@ -279,3 +279,15 @@ def require_step(run_path, step: int) -> Path:
             return p
     have = ", ".join(str(step_of(p)) for p in list_checkpoints(run_path)) or "none"
     raise RunError(f"{run_path}: no checkpoint of step {step} (have: {have})")
+
+
+def save(run_path, state: WeightState, base_path, base_sha256: str, records, keep: int) -> Path | None:
+    """Checkpoint `state` (after len(records) steps) and prune to the `keep` newest; the usual call
+    from a process that holds live weights. keep < 1 writes nothing."""
+    if keep < 1 or state.step == 0:
+        return None
+    t = state.step
+    path = write_checkpoint(run_path, state, base_path, base_sha256,
+                            log_sha256(Path(run_path) / "steps.log", t), records[t - 1].weights_sha256)
+    prune(run_path, keep)
+    return path

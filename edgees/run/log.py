@@ -30,6 +30,7 @@ from pathlib import Path
 
 from edgees.errors import RunError
 from edgees.fileio import atomic_write
+from edgees.qes.records import StepSpec
 
 FORMAT = "edgees-run"
 VERSION = 2  # 2: 5-, 6- and 8-bit codes move k at a time at 4-bit density (quants.noise_law)
@@ -55,6 +56,12 @@ class StepRecord:
     @staticmethod
     def from_json(d: dict) -> "StepRecord":
         return StepRecord(**{k: d[k] for k in StepRecord.__dataclass_fields__ if k in d})
+
+
+def spec_of(rec: StepRecord) -> StepSpec:
+    """What the update needs of a logged step."""
+    return StepSpec(tuple(int(s) for s in rec.seeds), tuple(float(a) for a in rec.coefs),
+                    float(rec.alpha), float(rec.sigma))
 
 
 def encode_record(rec: StepRecord) -> bytes:
