@@ -1,18 +1,25 @@
 """Checkpoints hold the exact state of step t: a state restored from one and carried on agrees with
 the uninterrupted one, in every error-feedback mode; a damaged, truncated or foreign checkpoint is
-skipped with a warning (an older one, or the base, is used instead)."""
+skipped with a warning (an older one, or the base, is used instead); a resumed run logs what an
+uninterrupted one does; checkpoints change no export, and a run of the old format still exports."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
+from edgees import cli
+from edgees.fileio import sha256_file
 from edgees.gguf.working_copy import WorkingCopy
 from edgees.qes.algorithm import pair_seeds
 from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
 from edgees.run import checkpoint as ck
 from edgees.run.log import StepRecord
+
+from toy_task import finetune_args, toy_model, write_answers
 
 STEPS = 8
 
@@ -125,3 +132,62 @@ def test_a_checkpoint_past_the_log_is_not_used(tiny_models, tmp_path):
         state = WeightState(wc, ef="off")
         assert ck.restore_newest(tmp_path, state, recs[:4], 4, "base", _log_sha(recs)) == 0
         assert np.all(np.isfinite([state.step]))
+
+
+# ---- through the CLI: resume, export and verify of real (toy) runs ---------------------------
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt-toy")
+    return toy_model(d / "toy.gguf"), write_answers(d / "answers.jsonl")
+
+
+def _finetune(capsys, model, data, run, steps, resume=False, every=2):
+    args = finetune_args(model, run, data, steps=steps, pairs=2, prompts=3, window=3, eval_n=2,
+                         likelihood=True, resume=resume, checkpoint_every=every)
+    args.remove("--quiet")
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return err
+
+
+@pytest.mark.parametrize("damage", [None, "flip"])
+def test_a_run_resumed_from_a_checkpoint_logs_what_an_uninterrupted_one_does(toy, tmp_path, capsys, damage):
+    model, data = toy
+    _finetune(capsys, model, data, tmp_path / "ref", 6)
+    _finetune(capsys, model, data, tmp_path / "cut", 3)  # checkpoints at 2 and at the stop, 3
+    assert [ck.step_of(p) for p in ck.list_checkpoints(tmp_path / "cut")] == [3, 2]
+    if damage:
+        _damaged(ck.list_checkpoints(tmp_path / "cut")[0], damage)
+    err = _finetune(capsys, model, data, tmp_path / "cut", 6, resume=True)
+    if damage:
+        assert "warning: checkpoint step-00000003.ckpt skipped" in err
+        assert "replaying 1 logged steps from the checkpoint of step 2" in err
+    else:
+        assert "replaying 0 logged steps from the checkpoint of step 3" in err
+    assert (tmp_path / "cut" / "steps.log").read_bytes() == (tmp_path / "ref" / "steps.log").read_bytes()
+
+
+def test_checkpoints_change_no_export_and_old_runs_still_export(toy, tmp_path, capsys):
+    model, data = toy
+    run = tmp_path / "run"
+    _finetune(capsys, model, data, run, 5)
+    outs = {}
+    for name in ("with", "without", "old-format"):
+        if name == "without":
+            for p in ck.list_checkpoints(run):
+                p.unlink()
+        if name == "old-format":  # what a version-2 run.json holds: no checkpoint settings
+            header = json.loads((run / "run.json").read_text())
+            header["version"] = 2
+            for key in ("checkpoint_every", "checkpoint_keep"):
+                del header["config"][key]
+            (run / "run.json").write_text(json.dumps(header))
+        out = tmp_path / f"{name}.gguf"
+        assert cli.main(["export", str(run), "-o", str(out), "--json"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        assert res["from_checkpoint"] == (5 if name == "with" else 0)
+        outs[name] = sha256_file(out)
+    assert len(set(outs.values())) == 1, outs
+    assert cli.main(["verify", str(run)]) == 0

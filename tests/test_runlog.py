@@ -84,7 +84,7 @@ def test_a_run_of_another_format_version_is_refused_with_the_fix(tmp_path):
     header = json.loads(run.header_path.read_text())
     run.header_path.write_text(json.dumps({**header, "version": 1}))
     before = run.header_path.read_bytes()
-    with pytest.raises(RunError, match=r"version 1; this edgees reads version 2 .*start a new run"):
+    with pytest.raises(RunError, match=r"version 1; this edgees reads versions 2, 3 .*start a new run"):
         run.read_header()
     assert run.header_path.read_bytes() == before
     run.close()

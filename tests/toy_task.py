@@ -70,7 +70,8 @@ def write_answers(path, n: int = 40) -> Path:
 
 def finetune_args(model, run, data, *, steps: int, pairs: int = 2, prompts: int = 2, sigma: float = 0.3,
                   alpha: float = 1.0, max_tokens: int = 8, window: int = 4, seed: int = 1,
-                  eval_n: int = 2, resume: bool = False, likelihood: bool = False) -> list[str]:
+                  eval_n: int = 2, resume: bool = False, likelihood: bool = False,
+                  checkpoint_every: int | None = None) -> list[str]:
     """`edgees finetune` arguments for the toy task (one thread: evaluation is deterministic).
     likelihood: the log-likelihood of ANSWER on write_answers() data instead of the letters reward
     on generated completions."""
@@ -80,6 +81,8 @@ def finetune_args(model, run, data, *, steps: int, pairs: int = 2, prompts: int 
             "--steps", str(steps), "--pairs", str(pairs), "--prompts", str(prompts),
             "--sigma", str(sigma), "--alpha", str(alpha), "--window", str(window), "--seed", str(seed),
             "--eval-every", "0", "--eval-n", str(eval_n), "--threads", "1", "--quiet"]
+    if checkpoint_every is not None:
+        args += ["--checkpoint-every", str(checkpoint_every)]
     return args + (["--resume"] if resume else [])
 
 

@@ -62,10 +62,14 @@ def run(args) -> int:
                           progress=update)
     finally:
         close()
+    for line in res.pop("warnings"):
+        print(f"edgees: warning: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(res, sort_keys=True))
         return 0
     note = " (log has a torn tail: the step in flight was lost)" if res["torn"] else ""
+    if res["from_checkpoint"]:
+        note += f" (from the checkpoint of step {res['from_checkpoint']})"
     print(f"wrote {res['out']}: step {res['step']}/{res['steps_logged']} of {args.run}, "
           f"{res['bytes']} bytes, sha256 {res['sha256'][:16]}...{note}")
     return 0

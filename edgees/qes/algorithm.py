@@ -41,6 +41,8 @@ class QESConfig:
     seed: int = field(default=1, metadata={"help": "run seed: all member seeds derive from it"})
     eval_every: int = field(default=10, metadata={"resume": True, "help": "held-out evaluation every E steps (0: only at the ends)"})
     eval_n: int = field(default=50, metadata={"resume": True, "help": "held-out prompts per evaluation"})
+    checkpoint_every: int = field(default=20, metadata={"resume": True, "help": "write a checkpoint every C steps and at every stop (0: never; the log alone still determines the weights)"})
+    checkpoint_keep: int = field(default=2, metadata={"resume": True, "help": "checkpoints kept (older ones are deleted)"})
     include_embeddings: bool = field(default=False, metadata={"help": "also train token_embd / output"})
 
     @classmethod
@@ -68,6 +70,8 @@ class QESConfig:
             problems.append("--alpha must be > 0")
         if not (0.0 <= self.gamma < 1.0):
             problems.append("--gamma must be in [0, 1)")
+        if self.checkpoint_every < 0 or self.checkpoint_keep < 1:
+            problems.append("--checkpoint-every must be >= 0 and --checkpoint-keep >= 1")
         if self.window < 1:
             problems.append("--window must be >= 1")
         if problems:

@@ -29,7 +29,7 @@ from edgees.gguf.writer import write_with_metadata
 from edgees.run.log import RunDir, log_sha256
 from edgees.run.rebuild import rebuild_run
 
-RUN_FILES = ("run.json", "steps.log", "metrics.jsonl", "run.lock", "curve.png")
+RUN_FILES = ("run.json", "steps.log", "metrics.jsonl", "run.lock", "curve.png")  # never an export's -o
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -64,13 +64,21 @@ def export_gguf(run_path, out, step: int | None = None, model=None, force: bool 
     check_output(out, run_path, protected, force)
     with rebuild_run(run_path, model, step, check="last", threads=threads, progress=progress) as r:
         check_output(out, run_path, protected + [r.base_path], force)
-        meta = {"edgees.base_sha256": r.header["base_sha256"], "edgees.step": r.step,
-                "edgees.log_sha256": log_sha256(run_path / "steps.log", r.step),
-                "edgees.version": __version__}
-        weights = r.state.sha256()
-        r.wc.flush()
-        sha, size = write_with_metadata(r.wc.path, out, meta, drop_prefix="edgees.")
-    return {"out": str(out), "step": r.step, "steps_logged": len(r.records), "torn": r.torn,
-            "base_model": str(r.base_path), "base_sha256": meta["edgees.base_sha256"],
-            "log_sha256": meta["edgees.log_sha256"], "weights_sha256": weights,
+        result = write_live(run_path, r.header, r.wc, r.state.sha256(), r.step, out)
+    return {**result, "steps_logged": len(r.records), "torn": r.torn, "base_model": str(r.base_path),
+            "from_checkpoint": r.checkpoint_step, "warnings": r.warnings}
+
+
+def write_live(run_path, header: dict, wc, weights_sha256: str, step: int, out) -> dict:
+    """Write the weights a process holds live (a working copy after `step` logged steps: the
+    trainer at the end of a run, the daemon, a rebuild) as a GGUF at `out`: one pass over the
+    file, no replay. The caller has checked `out` (check_output)."""
+    run_path, out = Path(run_path), Path(out)
+    meta = {"edgees.base_sha256": header["base_sha256"], "edgees.step": step,
+            "edgees.log_sha256": log_sha256(run_path / "steps.log", step),
+            "edgees.version": __version__}
+    wc.flush()
+    sha, size = write_with_metadata(wc.path, out, meta, drop_prefix="edgees.")
+    return {"out": str(out), "step": step, "base_sha256": meta["edgees.base_sha256"],
+            "log_sha256": meta["edgees.log_sha256"], "weights_sha256": weights_sha256,
             "sha256": sha, "bytes": size, "version": __version__}

@@ -5,11 +5,10 @@ Layout of a run dir:
   steps.log      line 1 `edgees-steps 1`; then one record per step: `<json>\t<crc32 hex>\n`
   metrics.jsonl  per-step metrics for people and plots (not needed to rebuild weights)
   run.lock       held (flock) by the one process writing this run
+  checkpoints/   the state at some steps (checkpoint.py): verified caches, never the truth
 
-No weights and no error-feedback state are written, in any mode: the log is the checkpoint. In
-residual mode e after step t is rebuilt together with the weights by replaying the log (one dense
-update per step, exact). A snapshot of e would not spare that replay, since the weights at step t
-need it as well, and e costs 2 bytes per weight, more than the 4-bit model itself.
+The log alone determines the weights: the weights (and error-feedback state) after step t are a
+pure function of the base file and records 0..t-1. Checkpoints only spare the replay.
 
 A record is appended with one write() and fsync. A last line without its newline that is a
 prefix of a well-formed record is a torn tail (a crash mid-append): it is dropped and the file
@@ -33,7 +32,8 @@ from edgees.fileio import atomic_write
 from edgees.qes.records import StepSpec
 
 FORMAT = "edgees-run"
-VERSION = 2  # 2: 5-, 6- and 8-bit codes move k at a time at 4-bit density (quants.noise_law)
+VERSION = 3  # 3: checkpoints/ beside the log (CHANGELOG.md has the history)
+READS = (2, 3)  # 2 replays the same way; it has no checkpoints, so it rebuilds from the base
 STEPS_MAGIC = b"edgees-steps 1\n"
 _HEX = frozenset(b"0123456789abcdef")
 
@@ -163,9 +163,9 @@ class RunDir:
             raise RunError(f"{self.header_path}: not valid JSON ({exc}); the run dir is damaged") from None
         if header.get("format") != FORMAT:
             raise RunError(f"{self.header_path}: not an edgees run header")
-        if header.get("version") != VERSION:
+        if header.get("version") not in READS:
             raise RunError(f"{self.header_path}: run format version {header.get('version')}; this edgees "
-                           f"reads version {VERSION} (its steps would replay differently): start a new run, "
+                           f"reads versions {', '.join(map(str, READS))} (its steps would replay differently): start a new run, "
                            f"or use the edgees that wrote it")
         return header
 

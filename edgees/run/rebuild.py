@@ -10,7 +10,7 @@ what was hashed. The base file is only ever opened for reading.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,14 +18,9 @@ from edgees.errors import EdgeesError, RunError
 from edgees.fileio import sha256_file
 from edgees.gguf.working_copy import WorkingCopy
 from edgees.qes.algorithm import QESConfig
-from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
-from edgees.run.log import RunDir, StepRecord, read_steps
-
-
-def spec_of(rec: StepRecord) -> StepSpec:
-    return StepSpec(tuple(int(s) for s in rec.seeds), tuple(float(a) for a in rec.coefs),
-                            float(rec.alpha), float(rec.sigma))
+from edgees.run import checkpoint
+from edgees.run.log import RunDir, StepRecord, log_sha256, read_steps, spec_of
 
 
 def rebuild(state: WeightState, records: list[StepRecord], upto: int | None = None,
@@ -60,6 +55,8 @@ class Rebuilt:
     base_path: Path
     wc: WorkingCopy
     state: WeightState
+    checkpoint_step: int = 0  # the checkpoint the rebuild started from (0: the base file)
+    warnings: list = field(default_factory=list)  # checkpoints skipped, one line each
 
     def close(self) -> None:
         self.wc.close()
@@ -85,12 +82,24 @@ def base_model_path(header: dict, run_path: Path, model=None) -> Path:
     return p
 
 
+def from_checkpoint(run_path, state: WeightState, records: list[StepRecord], upto: int, base_sha256: str,
+                    warnings: list) -> int:
+    """Load the newest checkpoint of step <= upto that matches the log into a state on the base
+    weights; return its step (0: none did). Skipped checkpoints add a line to `warnings`."""
+    steps_log = Path(run_path) / "steps.log"
+    return checkpoint.restore_newest(run_path, state, records, upto, base_sha256,
+                                     lambda t: log_sha256(steps_log, t), warnings.append)
+
+
 def rebuild_run(run_path, model=None, step: int | None = None, check: str = "last",
                 threads: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> Rebuilt:
-    """Rebuild a run's weights after `step` logged steps (default: all) from its base file + log.
+                progress: Callable[[int, int], None] | None = None,
+                checkpoints: bool = True) -> Rebuilt:
+    """Rebuild a run's weights after `step` logged steps (default: all) from its base file + log,
+    starting from the newest matching checkpoint unless checkpoints=False (verify's independent
+    check replays from the base).
 
-    check: "all" compares every step's weight hash with the log, "last" only the final one.
+    check: "all" compares every replayed step's weight hash with the log, "last" only the final one.
     Raises RunError for a base file that is not the run's (by sha256), a corrupted log (naming the
     line), a step beyond the log, or a rebuilt hash that differs from the logged one (naming the step).
     """
@@ -114,8 +123,10 @@ def rebuild_run(run_path, model=None, step: int | None = None, check: str = "las
                            "pass the file the run was made on with --model")
         state = WeightState(wc, ef=cfg.ef, window=cfg.window, gamma=cfg.gamma,
                             include_embeddings=cfg.include_embeddings, threads=threads)
+        warnings: list[str] = []
+        start = from_checkpoint(run_path, state, records, step, got, warnings) if checkpoints else 0
         rebuild(state, records, upto=step, check=check, progress=progress)
     except BaseException:
         wc.close()
         raise
-    return Rebuilt(run_path, header, records, torn, step, base, wc, state)
+    return Rebuilt(run_path, header, records, torn, step, base, wc, state, start, warnings)

@@ -16,14 +16,15 @@ from typing import Callable
 
 import numpy as np
 
-from edgees.qes import algorithm as qes
-from edgees.qes.records import StepSpec
 from edgees.errors import EdgeesError, RunError, TaskError
 from edgees.fileio import sha256_file
 from edgees.gguf.working_copy import WorkingCopy
-from edgees.run.log import RunDir, StepRecord
+from edgees.qes import algorithm as qes
+from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
-from edgees.run.rebuild import rebuild
+from edgees.run import checkpoint
+from edgees.run.log import RunDir, StepRecord
+from edgees.run.rebuild import from_checkpoint, rebuild
 
 WINDOW_DIR = "window"  # the replay window's cache files (qes/window.py), deleted at close
 
@@ -128,6 +129,7 @@ class Trainer:
         self.cfg, self.task, self.task_spec = cfg, task, task_spec
         self.on_event = on_event or (lambda kind, data: None)
         self.model_path = Path(model_path)
+        self._checkpointed = 0  # the step of the newest checkpoint on disk (or loaded)
         self.run = RunDir(run_path, write=True)
         try:
             self._open(resume, engine_factory, task_options or {}, threads)
@@ -152,7 +154,14 @@ class Trainer:
             check_resume(header, self.base_sha, cfg, self.task_spec)
             self.records = self.run.read_steps()
             if self.records:
-                self.on_event("status", {"msg": f"replaying {len(self.records)} logged steps"})
+                warnings: list[str] = []
+                start = from_checkpoint(self.run.path, self.state, self.records, len(self.records),
+                                        self.base_sha, warnings)
+                for line in warnings:
+                    self.on_event("status", {"msg": f"warning: {line}"})
+                self._checkpointed = start
+                where = f"the checkpoint of step {start}" if start else "the base model"
+                self.on_event("status", {"msg": f"replaying {len(self.records) - start} logged steps from {where}"})
                 rebuild(self.state, self.records, check="last",
                         progress=lambda i, n: self.on_event("replay", {"done": i, "total": n}))
         else:
@@ -193,6 +202,7 @@ class Trainer:
                 state, engine, seeds, cfg.sigma, lambda: _mean_reward(self.task, engine, batch), should_stop,
                 lambda m, r: self.on_event("member", {"step": t, "member": m, "reward": r}))
             if rewards is None:
+                self.checkpoint()
                 self.on_event("stopped", {"step": t})
                 return self.summary(stopped=True)
             r_plus, r_minus = rewards
@@ -219,11 +229,24 @@ class Trainer:
             if last or (cfg.eval_every > 0 and (t + 1) % cfg.eval_every == 0):
                 row["heldout"] = self.evaluate_heldout()
             self.run.append_metrics(row)
+            if cfg.checkpoint_every and (t + 1) % cfg.checkpoint_every == 0:
+                self.checkpoint()
             self.on_event("step", row)
             if out_of_time:
                 self.on_event("status", {"msg": f"time budget of {minutes:g} min reached after step {t + 1}"})
                 break
+        self.checkpoint()
         return self.summary(stopped=False)
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint of the live state unless the newest one is of this step already."""
+        if self.cfg.checkpoint_every and self.state.step > self._checkpointed:
+            t0 = time.perf_counter()
+            path = checkpoint.save(self.run.path, self.state, self.model_path, self.base_sha, self.records,
+                                   self.cfg.checkpoint_keep)
+            self._checkpointed = self.state.step
+            self.on_event("checkpoint", {"step": self.state.step, "path": str(path),
+                                         "bytes": path.stat().st_size, "seconds": time.perf_counter() - t0})
 
     def summary(self, stopped: bool) -> dict:
         rows = self.run.read_metrics()
