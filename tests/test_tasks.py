@@ -440,17 +440,6 @@ def test_onnx_reward(onnx_models):
     assert task.metrics(ex, ONNX_COMPLETIONS)["reward"] == pytest.approx(sum(r) / len(r))
 
 
-def test_onnx_fallback_tokenizer_matches(onnx_models):
-    from edgees.tasks.onnx_reward import _WordLevel
-
-    path = onnx_models["masked"].parent / "tokenizer.json"
-    fallback = _WordLevel(json.loads(path.read_text()), path)
-    tokenizers = pytest.importorskip("tokenizers")
-    real = tokenizers.Tokenizer.from_file(str(path))
-    for text in ONNX_COMPLETIONS + ["The movie, it was GREAT... not bad!?", "naïve café"]:
-        assert fallback.encode(text) == real.encode(text).ids
-
-
 def test_onnx_errors(onnx_models, tmp_path):
     masked = onnx_models["masked"]
     cases = [

@@ -1,18 +1,31 @@
-"""The learning curve of a run: mean member reward and held-out metrics by step, as a PNG."""
+"""The learning curve of a run: mean member reward and held-out metrics by step, as a PNG.
+
+Drawn with matplotlib, the `edgees[plot]` extra: without it a run works the same and has no
+curve.png; curve_unavailable() says how to get one.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from edgees.fileio import atomic_write
 from edgees.run.log import RunDir
 
 
+def curve_unavailable() -> str | None:
+    """Why write_curve draws nothing even with metrics (one line with the fix), or None if it can."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "no curve.png: drawing it needs matplotlib; pip install 'edgees[plot]'"
+    return None
+
+
 def write_curve(run_path: Path, out: Path | None = None) -> Path | None:
-    """Write curve.png (atomically) from metrics.jsonl; None if there is nothing to plot."""
+    """Write curve.png (atomically) from metrics.jsonl; None if there is nothing to plot or
+    matplotlib is not installed (see curve_unavailable)."""
     rows = RunDir(run_path).read_metrics()
     steps = [r["step"] for r in rows if "reward_mean" in r]
-    if not rows:
+    if not rows or curve_unavailable():
         return None
     import io
 

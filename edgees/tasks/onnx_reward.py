@@ -1,14 +1,13 @@
 """`onnx:PATH`: a reward model (text classifier or scorer) run with onnxruntime on CPU, batched.
 
-The tokenizer is the tokenizer.json next to the model, read by the `tokenizers` package when it is
-installed; without it a built-in reader handles WordLevel tokenizers with Lowercase normalisation
-and Whitespace/WhitespaceSplit pre-tokenisation (anything else asks you to `pip install tokenizers`).
-Model inputs must be input_ids, plus optionally attention_mask and token_type_ids (int64 or int32,
-shape [batch, seq]); any other input is a TaskError. The output (option output=NAME, default the
-first) is [batch] or [batch, n_labels]; the reward is the chosen label's logit (score=logit,
-default) or probability (score=prob: softmax over labels, or sigmoid of a single logit). label= is
-an index or a name from config.json's id2label next to the model; default the last label (the
-"positive" one of binary classifiers).
+Needs onnxruntime and tokenizers, the `edgees[onnx]` extra: without either, creating the task is a
+TaskError saying so, before anything is loaded. The tokenizer is the tokenizer.json next to the
+model, read by `tokenizers`. Model inputs must be input_ids, plus optionally attention_mask and
+token_type_ids (int64 or int32, shape [batch, seq]); any other input is a TaskError. The output
+(option output=NAME, default the first) is [batch] or [batch, n_labels]; the reward is the chosen
+label's logit (score=logit, default) or probability (score=prob: softmax over labels, or sigmoid of
+a single logit). label= is an index or a name from config.json's id2label next to the model;
+default the last label (the "positive" one of binary classifiers).
 
 What is scored: the completion alone (input=completion, default), or the prompt's text and the
 completion joined by a newline (input=prompt+completion; a chat prompt contributes its last user
@@ -18,9 +17,9 @@ a small built-in set of open writing prompts. Texts are truncated to max_length 
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -43,25 +42,20 @@ BUILTIN_PROMPTS = [
 ]
 
 
-class _WordLevel:
-    """The subset of tokenizer.json the tests' tiny models need, for machines without `tokenizers`."""
+EXTRA_PACKAGES = ("onnxruntime", "tokenizers")  # pyproject's `onnx` extra
 
-    def __init__(self, spec: dict, path: Path):
-        model = spec.get("model") or {}
-        if model.get("type") != "WordLevel":
-            raise TaskError(f"{path}: a {model.get('type')} tokenizer needs the tokenizers package; run "
-                            "`pip install tokenizers`")
-        self.vocab = model.get("vocab") or {}
-        self.unk = self.vocab.get(model.get("unk_token"))
-        norm = json.dumps(spec.get("normalizer"))
-        self.lower = '"Lowercase"' in norm
-        pre = (spec.get("pre_tokenizer") or {}).get("type")
-        self.split = re.compile(r"\w+|[^\w\s]+") if pre == "Whitespace" else re.compile(r"\S+")
 
-    def encode(self, text: str) -> list[int]:
-        text = text.lower() if self.lower else text
-        ids = [self.vocab.get(w, self.unk) for w in self.split.findall(text)]
-        return [i for i in ids if i is not None]
+def require_packages() -> None:
+    """TaskError naming the extra unless onnxruntime and tokenizers both import."""
+    missing = []
+    for package in EXTRA_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise TaskError(f"the onnx: tasks need onnxruntime and tokenizers ({' and '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} not installed): pip install 'edgees[onnx]'")
 
 
 def load_tokenizer(path: Path):
@@ -75,10 +69,8 @@ def load_tokenizer(path: Path):
     vocab = (spec.get("model") or {}).get("vocab") or {}
     pad = ((spec.get("padding") or {}).get("pad_id") or
            next((vocab[t] for t in ("[PAD]", "<pad>", "<|pad|>") if isinstance(vocab, dict) and t in vocab), 0))
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:
-        return _WordLevel(spec, path).encode, int(pad)
+    from tokenizers import Tokenizer
+
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as exc:  # noqa: BLE001 (the library's own message says what is wrong)
@@ -97,6 +89,7 @@ class OnnxRewardTask(Task):
                  batch_size: int = 16, max_tokens: int = 64, stop=None, chat: bool = True,
                  heldout_every: int = 5):
         self.name = f"onnx:{path}"
+        require_packages()
         self.path = Path(path).expanduser()
         if score not in ("logit", "prob"):
             raise TaskError(f"task {self.name}: unknown score {score!r}; use score=logit or score=prob")
@@ -120,10 +113,8 @@ class OnnxRewardTask(Task):
     def _load_session(self):
         if not self.path.is_file():
             raise TaskError(f"{self.path}: no such file; give the path of an .onnx reward model")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise TaskError(f"task {self.name} needs onnxruntime; run `pip install onnxruntime`") from None
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         try:
