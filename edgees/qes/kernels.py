@@ -14,8 +14,14 @@ from edgees.qes import noise
 from edgees.qes.records import ChunkRecord, PackedRecord, Slot, StepSpec
 from edgees.qes.trainable import type_tables
 
-__all__ = ["Slot", "StepSpec", "ChunkRecord", "PackedRecord", "perturb", "restore", "swap", "update", "pack",
-           "chunk_noise", "default_threads"]
+__all__ = ["Slot", "StepSpec", "ChunkRecord", "PackedRecord", "ReplayDiverged", "perturb", "restore", "swap",
+           "update", "pack", "chunk_noise", "default_threads"]
+
+
+class ReplayDiverged(RuntimeError):
+    """update's window history does not fit the weights: a recorded delta, rewound or replayed,
+    leaves the code range (native/update.c), so the window is not the one these weights went
+    through. run/rebuild.py turns it into a RunError naming the step."""
 
 
 def pack(rec: ChunkRecord) -> PackedRecord:
@@ -120,7 +126,12 @@ def update(slots: list[Slot], history: list[tuple[StepSpec, "ChunkRecord | Packe
         coefs = np.asarray(spec.coefs, dtype=np.float64)
         steps.append((seeds, coefs, float(spec.alpha), _laws(slots, spec.sigma)))
     hist = [_record_args(rec) for _, rec in history]
-    raw, stats = _native.update(_slot_args(slots, residual), steps, hist, float(gamma), threads or default_threads())
+    try:
+        raw, stats = _native.update(_slot_args(slots, residual), steps, hist, float(gamma), threads or default_threads())
+    except RuntimeError as exc:  # the binding's only RuntimeError from update (native/binding.c)
+        if str(exc).startswith("replay diverged"):
+            raise ReplayDiverged(str(exc)) from None
+        raise
     return _record(raw), stats
 
 

@@ -18,6 +18,7 @@ from edgees.errors import EdgeesError, RunError
 from edgees.fileio import sha256_file
 from edgees.gguf.working_copy import WorkingCopy
 from edgees.qes.algorithm import QESConfig
+from edgees.qes.kernels import ReplayDiverged
 from edgees.qes.state import WeightState
 from edgees.run import checkpoint
 from edgees.run.log import RunDir, StepRecord, log_sha256, read_steps, spec_of
@@ -28,12 +29,19 @@ def rebuild(state: WeightState, records: list[StepRecord], upto: int | None = No
     """Replay logged steps [state.step, upto) onto a state built on the base weights.
 
     check: "all" compares every step's weight hash with the log (verify), "last" only the final one,
-    "none" skips hashing. A mismatch raises RunError naming the step.
+    "none" skips hashing. A mismatch, or a replay window that does not fit the weights (a checkpoint
+    or log that is not this base's history), raises RunError naming the step.
     """
     upto = len(records) if upto is None else upto
     for t in range(state.step, upto):
         rec = records[t]
-        state.apply(spec_of(rec))
+        try:
+            state.apply(spec_of(rec))
+        except ReplayDiverged:
+            raise RunError(f"step {t}: the replay diverged (the replay window's recorded code deltas do not fit "
+                           "the weights): the log, the base file or the checkpoint it started from does not "
+                           "match; `edgees verify` the run (it replays from the base alone) and, if that "
+                           "passes, delete the run's checkpoints/") from None
         if check == "all" or (check == "last" and t == upto - 1):
             got = state.sha256()
             if got != rec.weights_sha256:
