@@ -55,14 +55,16 @@ def check_output(out: Path, run_path: Path, protected: list[Path], force: bool) 
 
 def export_gguf(run_path, out, step: int | None = None, model=None, force: bool = False,
                 threads: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> dict:
-    """Write the run's weights after `step` steps (default: all logged) as a GGUF at `out`."""
+                progress: Callable[[int, int], None] | None = None, checkpoints: bool = True) -> dict:
+    """Write the run's weights after `step` steps (default: all logged) as a GGUF at `out`, from
+    the newest matching checkpoint (checkpoints=False: replayed from the base)."""
     run_path, out = Path(run_path), Path(out)
     protected = [Path(model)] if model is not None else []
     header = RunDir(run_path).read_header()
     protected.append(Path(header.get("base_model", "")))
     check_output(out, run_path, protected, force)
-    with rebuild_run(run_path, model, step, check="last", threads=threads, progress=progress) as r:
+    with rebuild_run(run_path, model, step, check="last", threads=threads, progress=progress,
+                     checkpoints=checkpoints) as r:
         check_output(out, run_path, protected + [r.base_path], force)
         result = write_live(run_path, r.header, r.wc, r.state.sha256(), r.step, out)
     return {**result, "steps_logged": len(r.records), "torn": r.torn, "base_model": str(r.base_path),
