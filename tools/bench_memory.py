@@ -7,7 +7,8 @@ prompts, so both decode batches of the same size; its held-out evaluation uses t
 
 A long run fills the replay window (K = 50 steps). With one pair, the default alpha moves a code
 at every drawn entry (alpha / (sigma * pairs) = 2 code steps per unit coefficient), so the window
-holds more than any real run of that length (the README's 53-step likelihood run kept 41.9 MB):
+holds more than any real run of that length (the 53-step likelihood run of
+docs/results/arithmetic-likelihood-16-prompts.md kept 41.9 MB):
 
   python tools/bench_memory.py [MODEL] [--n 8] [--json]
   python tools/bench_memory.py --steps 55 --eval-every 0 --task-opt reward=likelihood
