@@ -1,0 +1,54 @@
+"""The calibration task: answer-then-verdict rewards, d' metrics, the two-turn evaluate."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from edgees.tasks.base import get_task
+
+from task_helpers import LONG, FakeEngine
+
+
+def test_calibration_rewards_and_metrics():
+    from edgees.tasks.calibration import join
+
+    task = get_task("calibration")
+    assert task.split(5, 5) == get_task("arithmetic").split(5, 5)  # same prompts and split
+    ex = [task.example(45, 33)]
+    cases = {
+        join("78", "Yes"): 1.0, join("78", "yes."): 1.0, join("78", "No"): 0.5,
+        join("77", "No"): 0.5 * (0.15 + 0.1 + 0.1 * 0.95) + 0.5, join("77", "Yes, sure"): 0.5 * 0.345,
+        join("45 + 33 = 78", "Yes"): 0.5 * 0.575 + 0.5, join("78", "Maybe"): 0.5, join("78", ""): 0.5,
+        join("", "No"): 0.5, "78": 0.5, "": 0.0, join(LONG, LONG): 0.0,
+    }
+    for completion, reward in cases.items():
+        assert task.rewards(ex, [completion])[0] == pytest.approx(reward), completion[:40]
+    comps = [join("78", "Yes")] * 3 + [join("78", "No")] + [join("70", "Yes")] + [join("70", "No")] * 3
+    m = task.metrics(ex * 8, comps)
+    assert m["accuracy"] == 0.5 and m["p_yes_correct"] == 0.75 and m["p_yes_wrong"] == 0.25
+    z = __import__("statistics").NormalDist().inv_cdf
+    assert m["d_prime"] == pytest.approx(z(0.75) - z(0.25)) and m["verdict_rate"] == 1.0
+    perfect = task.metrics(ex * 4, [join("78", "Yes")] * 2 + [join("1", "No")] * 2)
+    assert perfect["d_prime"] == pytest.approx(z(0.75) - z(0.25))  # clipped to [0.5/n, 1-0.5/n], n=2
+    assert math.isnan(task.metrics(ex, [join("78", "Yes")])["d_prime"])  # no wrong answers: undefined
+
+
+def test_calibration_evaluate_two_turns():
+    task = get_task("calibration")
+    _, heldout = task.split(n_heldout=4)
+
+    def answer(prompt):
+        if len(prompt) == 1:  # first turn: right on even sums
+            a, b = map(int, prompt[0]["content"].split()[2].rstrip("?").split("+"))
+            return str(a + b) if (a + b) % 2 == 0 else "0"
+        assert prompt[-1]["content"].startswith("Are you confident") and prompt[1]["role"] == "assistant"
+        return "Yes" if prompt[1]["content"] != "0" else "No"
+
+    engine = FakeEngine(answer)
+    rewards, metrics, comps = task.evaluate(engine, heldout)
+    assert len(engine.calls) == 2 and engine.calls[1][1] == task.verdict_tokens
+    assert metrics["d_prime"] > 1 or math.isnan(metrics["d_prime"])
+    assert all(r >= 0.5 for r in rewards) and metrics["verdict_rate"] == 1.0
+    assert comps[0].startswith("0\n[confidence] No") or comps[0].endswith("Yes")
