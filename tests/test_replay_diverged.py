@@ -98,3 +98,21 @@ def test_resume_names_the_step_where_the_replay_diverged(bad_window_run, capsys)
     line = _one_line_error(capsys, args, 3)
     assert line.startswith(f"edgees: error: step {CHECKPOINT_STEP}: the replay diverged"), line
     assert len(RunDir(run).read_steps()) == 4  # nothing was appended to the log
+
+
+@pytest.mark.xfail(strict=True, raises=kernels.ReplayDiverged,
+                   reason="Trainer.run_steps calls state.apply directly; run/rebuild.apply_step wraps it")
+def test_resume_from_a_checkpoint_of_the_last_step_names_the_first_new_step(tmp_path, capsys):
+    """Nothing left to replay: the bad window meets the weights at the first new step's update."""
+    model, data = toy_model(tmp_path / "toy.gguf"), write_answers(tmp_path / "answers.jsonl")
+    run = tmp_path / "run"
+    args = finetune_args(model, run, data, steps=2, pairs=2, prompts=3, window=3, eval_n=2,
+                         likelihood=True, checkpoint_every=CHECKPOINT_STEP)
+    assert cli.main(args) == 0, capsys.readouterr().err
+    (path,) = ck.list_checkpoints(run)
+    _rewrite_window(run, path)
+    capsys.readouterr()
+    args = finetune_args(model, run, data, steps=3, pairs=2, prompts=3, window=3, eval_n=2,
+                         likelihood=True, resume=True, checkpoint_every=CHECKPOINT_STEP)
+    line = _one_line_error(capsys, args, 3)
+    assert line.startswith(f"edgees: error: step {CHECKPOINT_STEP}: the replay diverged"), line

@@ -19,9 +19,22 @@ from edgees.fileio import sha256_file
 from edgees.gguf.working_copy import WorkingCopy
 from edgees.qes.algorithm import QESConfig
 from edgees.qes.kernels import ReplayDiverged
+from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
 from edgees.run import checkpoint
 from edgees.run.log import RunDir, StepRecord, log_sha256, read_steps, spec_of
+
+
+def apply_step(state: WeightState, spec: StepSpec, t: int) -> dict:
+    """state.apply(spec) as step t; its stats. A replay window that does not fit the weights (one
+    loaded from a checkpoint that is not this base's history) is a RunError naming the step."""
+    try:
+        return state.apply(spec)
+    except ReplayDiverged:
+        raise RunError(f"step {t}: the replay diverged (the replay window's recorded code deltas do not fit "
+                       "the weights): the log, the base file or the checkpoint it started from does not "
+                       "match; `edgees verify` the run (it replays from the base alone) and, if that "
+                       "passes, delete the run's checkpoints/") from None
 
 
 def rebuild(state: WeightState, records: list[StepRecord], upto: int | None = None,
@@ -35,13 +48,7 @@ def rebuild(state: WeightState, records: list[StepRecord], upto: int | None = No
     upto = len(records) if upto is None else upto
     for t in range(state.step, upto):
         rec = records[t]
-        try:
-            state.apply(spec_of(rec))
-        except ReplayDiverged:
-            raise RunError(f"step {t}: the replay diverged (the replay window's recorded code deltas do not fit "
-                           "the weights): the log, the base file or the checkpoint it started from does not "
-                           "match; `edgees verify` the run (it replays from the base alone) and, if that "
-                           "passes, delete the run's checkpoints/") from None
+        apply_step(state, spec_of(rec), t)
         if check == "all" or (check == "last" and t == upto - 1):
             got = state.sha256()
             if got != rec.weights_sha256:
