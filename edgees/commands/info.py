@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import Path
 
-from edgees.errors import ModelNotFound, UnsupportedModel
+from edgees.errors import UnsupportedModel
 from edgees.gguf.header import GGUFFile, StringArray
 from edgees.gguf.reader import read_gguf
+from edgees.models import resolve_model
 from edgees.qes.trainable import tensor_status
 
 PER_TENSOR_ROWS = 40  # above this many tensors the human table groups by type
@@ -23,23 +23,6 @@ def register(subparsers) -> None:
     p.add_argument("--tensors", action="store_true",
                    help="list every tensor even when there are many (default: group by type)")
     p.set_defaults(func=run)
-
-
-def resolve(model: str) -> Path:
-    """A model name or path -> an existing file (edgees.models decides once it exists)."""
-    try:
-        from edgees.models import resolve_model
-    except ModuleNotFoundError as exc:
-        if exc.name != "edgees.models":
-            raise
-        resolve_model = None
-    if resolve_model is not None:
-        return Path(resolve_model(model))
-    path = Path(model).expanduser()
-    if not path.is_file():
-        what = "is a directory, not a .gguf file" if path.is_dir() else "no such file"
-        raise ModelNotFound(f"{model}: {what}; give the path to a .gguf model file")
-    return path
 
 
 def _json_value(v):
@@ -124,7 +107,7 @@ def render(s: dict, per_tensor: bool) -> str:
 
 
 def run(args) -> int:
-    info = read_gguf(resolve(args.model))
+    info = read_gguf(resolve_model(args.model))
     s = summarize(info)
     if s["trainable"]["tensors"] + s["embeddings_on_request"]["tensors"] == 0:
         types = sorted({t["type"] for t in s["tensors"]})

@@ -55,6 +55,3 @@ def run_ls(args) -> int:
 def run_path(args) -> int:
     print(models.resolve_model(args.model))
     return 0
-
-
-run = run_ls
