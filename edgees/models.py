@@ -100,7 +100,8 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     if p.is_file():
         return p
     if p.is_dir():
-        raise ModelNotFound(f"{text} is a directory, not a .gguf file")
+        raise ModelNotFound(f"{text} is a directory, not a .gguf file; give the path of the model file in it "
+                            "or a registry name (see `edgees models ls`)")
     registry = load_registry()
     if text in registry:
         entry = registry[text]
@@ -143,7 +144,7 @@ def pull(name: str, quiet: bool = False, force: bool = False) -> Path:
     """
     registry = load_registry()
     if name not in registry:
-        raise ModelNotFound(f"unknown model '{name}': known models are {', '.join(registry)}")
+        raise ModelNotFound(f"unknown model '{name}': known models are {', '.join(registry)} (see `edgees models ls`)")
     entry = registry[name]
     if is_pulled(entry) and not force:
         return model_path(entry)

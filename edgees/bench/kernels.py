@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from edgees.errors import UnsupportedModel
 from edgees.qes import kernels
 from edgees.qes.trainable import slots_for
 from edgees.qes import reference as kernels_ref
@@ -31,6 +32,9 @@ def run(model_path, sigma: float = 0.01, threads: int | None = None, reps: int =
     threads = threads or kernels.default_threads()
     with WorkingCopy(model_path) as wc:
         slots = slots_for(wc)
+        if not slots:
+            raise UnsupportedModel(f"{model_path}: no trainable tensors, nothing to time (`edgees info` lists its "
+                                   "types); use a model quantized to Q4_0..Q8_0, a K-quant or IQ4 (e.g. Q4_K_M)")
         n_weights = sum(s.n_elements for s in slots)
         n_bytes = sum(s.view.nbytes for s in slots)
         before = wc.sha256([s.name for s in slots])
