@@ -56,26 +56,34 @@ class QESConfig:
         """The fields a resumed run must keep."""
         return [f.name for f in fields(cls) if not f.metadata.get("resume")]
 
-    def check(self) -> None:
-        problems = []
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong with it) for every out-of-range field; empty when the config is usable."""
+        out = []
         if self.ef not in EF_MODES:
-            problems.append(f"--ef must be one of {', '.join(EF_MODES)}")
+            out.append(("ef", f"must be one of {', '.join(EF_MODES)}"))
         if self.coef not in COEF_MODES:
-            problems.append(f"--coef must be one of {', '.join(COEF_MODES)}")
-        if self.pairs < 1 or self.prompts < 1 or self.steps < 0:
-            problems.append("--pairs and --prompts must be >= 1, --steps >= 0")
+            out.append(("coef", f"must be one of {', '.join(COEF_MODES)}"))
+        for name in ("pairs", "prompts", "window", "checkpoint_keep"):
+            if getattr(self, name) < 1:
+                out.append((name, "must be >= 1"))
+        for name in ("steps", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                out.append((name, "must be >= 0"))
+        if self.eval_n < 1:
+            out.append(("eval_n", "must be >= 1"))
         if not (0.0 < self.sigma <= 4.0):
-            problems.append("--sigma must be in (0, 4] code steps (0.01 is a good start)")
+            out.append(("sigma", "must be in (0, 4] code steps (0.01 is a good start)"))
         if not (self.alpha > 0.0):
-            problems.append("--alpha must be > 0")
+            out.append(("alpha", "must be > 0"))
         if not (0.0 <= self.gamma < 1.0):
-            problems.append("--gamma must be in [0, 1)")
-        if self.checkpoint_every < 0 or self.checkpoint_keep < 1:
-            problems.append("--checkpoint-every must be >= 0 and --checkpoint-keep >= 1")
-        if self.window < 1:
-            problems.append("--window must be >= 1")
+            out.append(("gamma", "must be in [0, 1)"))
+        return out
+
+    def check(self) -> None:
+        """Raise EdgeesError naming each out-of-range field by its flag."""
+        problems = self.problems()
         if problems:
-            raise EdgeesError("; ".join(problems))
+            raise EdgeesError("; ".join(f"--{name.replace('_', '-')} {what}" for name, what in problems))
 
 
 def pair_seeds(run_seed: int, step: int, pairs: int) -> tuple[int, ...]:
