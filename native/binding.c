@@ -407,6 +407,12 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL}
 };
 
-static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_native", "edgees C kernels", -1, methods};
+static struct PyModuleDef moddef = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_native",
+    .m_doc = "edgees C kernels",
+    .m_size = -1,
+    .m_methods = methods,
+};
 
 PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&moddef); }

@@ -13,18 +13,30 @@
 int edg_qinfo_get(int type, edg_qinfo *out) {
     edg_qinfo q;
     switch (type) {
-    case EDG_Q4_0:   q = (edg_qinfo){32, 18, 0, 15}; break;     /* d | qs[16] */
-    case EDG_Q4_1:   q = (edg_qinfo){32, 20, 0, 15}; break;     /* d | m | qs[16] */
-    case EDG_Q5_0:   q = (edg_qinfo){32, 22, 0, 31}; break;     /* d | qh[4] | qs[16] */
-    case EDG_Q5_1:   q = (edg_qinfo){32, 24, 0, 31}; break;     /* d | m | qh[4] | qs[16] */
-    case EDG_Q8_0:   q = (edg_qinfo){32, 34, -128, 127}; break; /* d | qs[32] int8 */
-    case EDG_Q2_K:   q = (edg_qinfo){256, 84, 0, 3}; break;     /* scales[16] | qs[64] | d | dmin */
-    case EDG_Q3_K:   q = (edg_qinfo){256, 110, 0, 7}; break;    /* hmask[32] | qs[64] | scales[12] | d */
-    case EDG_Q4_K:   q = (edg_qinfo){256, 144, 0, 15}; break;   /* d | dmin | scales[12] | qs[128] */
-    case EDG_Q5_K:   q = (edg_qinfo){256, 176, 0, 31}; break;   /* d | dmin | scales[12] | qh[32] | qs[128] */
-    case EDG_Q6_K:   q = (edg_qinfo){256, 210, 0, 63}; break;   /* ql[128] | qh[64] | scales[16] | d */
-    case EDG_IQ4_NL: q = (edg_qinfo){32, 18, 0, 15}; break;     /* d | qs[16] */
-    case EDG_IQ4_XS: q = (edg_qinfo){256, 136, 0, 15}; break;   /* d | scales_h | scales_l[4] | qs[128] */
+    case EDG_Q4_0: /* d | qs[16] */
+        q = (edg_qinfo){.block_elems = 32, .block_bytes = 18, .lo = 0, .hi = 15}; break;
+    case EDG_Q4_1: /* d | m | qs[16] */
+        q = (edg_qinfo){.block_elems = 32, .block_bytes = 20, .lo = 0, .hi = 15}; break;
+    case EDG_Q5_0: /* d | qh[4] | qs[16] */
+        q = (edg_qinfo){.block_elems = 32, .block_bytes = 22, .lo = 0, .hi = 31}; break;
+    case EDG_Q5_1: /* d | m | qh[4] | qs[16] */
+        q = (edg_qinfo){.block_elems = 32, .block_bytes = 24, .lo = 0, .hi = 31}; break;
+    case EDG_Q8_0: /* d | qs[32] int8 */
+        q = (edg_qinfo){.block_elems = 32, .block_bytes = 34, .lo = -128, .hi = 127}; break;
+    case EDG_Q2_K: /* scales[16] | qs[64] | d | dmin */
+        q = (edg_qinfo){.block_elems = 256, .block_bytes = 84, .lo = 0, .hi = 3}; break;
+    case EDG_Q3_K: /* hmask[32] | qs[64] | scales[12] | d */
+        q = (edg_qinfo){.block_elems = 256, .block_bytes = 110, .lo = 0, .hi = 7}; break;
+    case EDG_Q4_K: /* d | dmin | scales[12] | qs[128] */
+        q = (edg_qinfo){.block_elems = 256, .block_bytes = 144, .lo = 0, .hi = 15}; break;
+    case EDG_Q5_K: /* d | dmin | scales[12] | qh[32] | qs[128] */
+        q = (edg_qinfo){.block_elems = 256, .block_bytes = 176, .lo = 0, .hi = 31}; break;
+    case EDG_Q6_K: /* ql[128] | qh[64] | scales[16] | d */
+        q = (edg_qinfo){.block_elems = 256, .block_bytes = 210, .lo = 0, .hi = 63}; break;
+    case EDG_IQ4_NL: /* d | qs[16] */
+        q = (edg_qinfo){.block_elems = 32, .block_bytes = 18, .lo = 0, .hi = 15}; break;
+    case EDG_IQ4_XS: /* d | scales_h | scales_l[4] | qs[128] */
+        q = (edg_qinfo){.block_elems = 256, .block_bytes = 136, .lo = 0, .hi = 15}; break;
     default: return -1;
     }
     if (out) *out = q;

@@ -44,7 +44,7 @@ void edg_pack(int type, uint8_t *tensor, int64_t start, int64_t n, const int8_t 
 typedef struct { int lb, ls, lw, hb, hs, hw; } edg_loc;
 
 static inline edg_loc locate(int type, int e) {
-    edg_loc L = {0, 0, 0, 0, 0, 0};
+    edg_loc L = {0}; /* hw = 0: no high field unless a case sets one */
     switch (type) {
     case EDG_Q4_0: case EDG_IQ4_NL:  /* qs @2: e < 16 low nibble of qs[e], else high of qs[e-16] */
         L.lb = 2 + (e & 15); L.ls = 4 * (e >> 4); L.lw = 4; break;

@@ -68,12 +68,12 @@ void edg_run_jobs(job_fn fn, void *ctx, int64_t n_jobs, int n_threads) {
         for (int64_t j = 0; j < n_jobs; j++) fn(ctx, j, 0);
         return;
     }
-    queue_t q = {PTHREAD_MUTEX_INITIALIZER, 0, n_jobs};
+    queue_t q = {.lock = PTHREAD_MUTEX_INITIALIZER, .next = 0, .n_jobs = n_jobs};
     worker_t w[64];
     pthread_t th[64];
     int started[64] = {0};
     for (int t = 0; t < n_threads; t++) {
-        w[t] = (worker_t){fn, ctx, &q, t};
+        w[t] = (worker_t){.fn = fn, .ctx = ctx, .q = &q, .thread = t};
         if (t > 0) started[t] = pthread_create(&th[t], NULL, worker_main, &w[t]) == 0;
     }
     worker_main(&w[0]); /* threads that could not start leave their share to the others */

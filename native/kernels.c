@@ -100,7 +100,8 @@ static EDG_ALWAYS_INLINE void perturb_typed(int type, pr_ctx *c, int64_t j) {
     const edg_slot_law *law = &c->laws[jb->slot];
     const int sh = block_shift(s->block_elems);
     list_t *l = &c->lists[j];
-    const edg_pf pf = {s->data, c->tabs ? c->tabs->offs[type] : NULL, jb->start, sh, s->block_bytes};
+    const edg_pf pf = {.data = s->data, .off = c->tabs ? c->tabs->offs[type] : NULL, .start = jb->start,
+                       .sh = sh, .bb = s->block_bytes};
     /* P(nonzero) = P(gap = 0) = gap[0] / 2^32 */
     const double gap_bytes = (double)s->block_bytes / s->block_elems / ((double)law->gap[0] / 4294967296.0 + 1e-12);
     const int prefetch = c->prefetch && gap_bytes >= PF_MIN_GAP;
@@ -216,7 +217,7 @@ int edg_perturb(const edg_slot *slots, int n_slots, const edg_slot_law *laws, in
     job_t *jobs = edg_make_jobs(slots, n_slots, &n_jobs);
     list_t *lists = calloc((size_t)(n_jobs > 0 ? n_jobs : 1), sizeof(list_t));
     if (!jobs || !lists) { free(jobs); free(lists); return -1; }
-    pr_ctx c = {slots, laws, jobs, seed, lists, NULL, NULL, 0, 0, NULL};
+    pr_ctx c = {.slots = slots, .laws = laws, .jobs = jobs, .seed = seed, .lists = lists}; /* prefetch: below */
     code_tabs tabs;
     perturb_setup(&c, &tabs, slots, n_slots);
     edg_run_jobs(perturb_job, &c, n_jobs, n_threads);
@@ -231,7 +232,8 @@ int edg_restore(const edg_slot *slots, int n_slots, const edg_record *applied, i
     job_t *jobs = edg_make_jobs(slots, n_slots, &n_jobs);
     int64_t *offsets = jobs ? record_offsets(applied, n_jobs) : NULL;
     if (!jobs || !offsets) { free(jobs); free(offsets); return -1; }
-    pr_ctx c = {slots, NULL, jobs, 0, NULL, applied, offsets, 0, wants_prefetch(slots, n_slots), NULL};
+    pr_ctx c = {.slots = slots, .jobs = jobs, .applied = applied, .offsets = offsets,
+                .prefetch = wants_prefetch(slots, n_slots)};
     edg_run_jobs(restore_job, &c, n_jobs, n_threads);
     free(jobs);
     free(offsets);
@@ -245,8 +247,11 @@ int edg_swap(const edg_slot *slots, int n_slots, const edg_slot_law *laws, const
     int64_t *offsets = jobs ? record_offsets(applied, n_jobs) : NULL;
     list_t *lists = calloc((size_t)(n_jobs > 0 ? n_jobs : 1), sizeof(list_t));
     if (!jobs || !offsets || !lists) { free(jobs); free(offsets); free(lists); return -1; }
-    swap_ctx c = {{slots, NULL, jobs, 0, NULL, applied, offsets, 0, wants_prefetch(slots, n_slots), NULL},
-                  {slots, laws, jobs, next_seed, lists, NULL, NULL, 0, 0, NULL}};
+    swap_ctx c = {
+        .restore = {.slots = slots, .jobs = jobs, .applied = applied, .offsets = offsets,
+                    .prefetch = wants_prefetch(slots, n_slots)},
+        .perturb = {.slots = slots, .laws = laws, .jobs = jobs, .seed = next_seed, .lists = lists}, /* prefetch: below */
+    };
     code_tabs tabs;
     perturb_setup(&c.perturb, &tabs, slots, n_slots);
     edg_run_jobs(swap_job, &c, n_jobs, n_threads);
