@@ -13,7 +13,8 @@ from toy_task import edgees_cmd, subprocess_env
     (["bench", "kernels", "MODEL", "--reps", "0"], "--reps"),
     (["eval", "MODEL", "--batch", "0"], "--batch"),
     (["eval", "MODEL", "--threads", "-3"], "--threads"),
-    (["finetune", "MODEL", "--task", "arithmetic", "--run", "RUN", "--n-seq", "0"], "--n-seq"),
+    (["finetune", "MODEL", "--task", "arithmetic", "--run", "RUN", "--batch", "0"], "--batch"),
+    (["finetune", "MODEL", "--task", "arithmetic", "--run", "RUN", "--n-seq", "0"], "--n-seq"),  # the old name
 ])
 def test_a_count_below_one_is_refused_in_one_line(tmp_path, args, flag):
     run = tmp_path / "run"

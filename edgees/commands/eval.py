@@ -2,7 +2,10 @@
 
 The model is loaded from a private working copy (edgees.gguf.working_copy.WorkingCopy), exactly as a
 fine-tune would see it, after the live-weight self-check; the user's file is only read.
-Examples are the task's held-out split (the first N: the same N on every machine).
+Examples are the task's held-out split (the first N: the same N on every machine). --config reads a
+finetune config file (run/config.py): its task, task_opt, threads and batch, and eval_n as --n, so
+that eval scores the held-out prompts a fine-tune of that file reports; its other keys are checked
+and not used.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import sys
 import time
 
-from edgees.commands import positive_int
+from edgees.commands import add_run_options, given, positive_int
 from edgees.models import resolve_model
 
 
@@ -22,12 +25,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="Greedy generation on the first N held-out examples of a task, batched; "
         "prints the task's metrics (arithmetic: strict, lenient, reward) and throughput.")
     p.add_argument("model", metavar="MODEL", help="registry name (see `edgees models ls`) or .gguf path")
-    p.add_argument("--task", default="arithmetic", help="task spec (default arithmetic; see `edgees tasks ls`)")
-    p.add_argument("--task-opt", "--option", "-o", dest="option", action="append", default=[], metavar="KEY=VALUE",
-                   help="task option, repeatable (e.g. -o max_tokens=32)")
-    p.add_argument("--n", type=positive_int, default=None, help="held-out examples (default: the task's default)")
-    p.add_argument("--threads", type=positive_int, default=None, help="compute threads (default: all CPUs)")
-    p.add_argument("--batch", type=positive_int, default=32, help="sequences decoded together (default 32)")
+    add_run_options(p)
+    p.add_argument("--n", type=positive_int, default=None,
+                   help="held-out examples (default: the config file's eval_n, else the task's default)")
     p.add_argument("--mem-cap-mb", type=float, default=None,
                    help="bound the context memory of one batch (KV cache + logits)")
     p.add_argument("--samples", type=int, default=0, metavar="K", help="also show the first K completions")
@@ -41,18 +41,22 @@ def run(args) -> int:
     from edgees.engine.engine import load_live
     from edgees.gguf.working_copy import WorkingCopy
     from edgees.qes.trainable import trainable_tensors
-    from edgees.tasks.base import get_task, parse_options
+    from edgees.run.config import resolve
+    from edgees.tasks.base import get_task
 
-    task = get_task(args.task, **parse_options(args.option))  # bad task: fail before any loading
+    res = resolve(given(args, ("task", "task_opt", "threads", "batch")), args.config)
+    opts = res.opts
+    n = args.n if args.n is not None else res.cfg.eval_n if res.sources["eval_n"] == "file" else None
+    task = get_task(opts.task, **opts.task_opt)  # bad task: fail before any loading
     path = resolve_model(args.model)
     t_start = time.perf_counter()
     with WorkingCopy(path) as wc:
         first = next(iter(trainable_tensors(wc.info)), None)
-        with load_live(wc, first.name if first else None, n_threads=args.threads, n_seq=args.batch,
+        with load_live(wc, first.name if first else None, n_threads=opts.threads, n_seq=opts.batch,
                        max_tokens=task.max_tokens, mem_cap_mb=args.mem_cap_mb, verbose=args.verbose) as engine:
             load_s = time.perf_counter() - t_start
-            _, examples = task.split(n_heldout=args.n)
-            completions, prompt_tokens, generated, wall = _generate(engine, task, examples, args)
+            _, examples = task.split(n_heldout=n)
+            completions, prompt_tokens, generated, wall = _generate(engine, task, examples, opts.batch, args.json)
             loglik = None
             if task.reward_mode == "likelihood":  # the training objective, as finetune reports it
                 loglik = sum(task.train_rewards(engine, examples)) / max(1, len(examples))
@@ -61,12 +65,12 @@ def run(args) -> int:
         metrics["loglik"] = loglik
     total_s = time.perf_counter() - t_start
     result = {
-        "model": args.model, "path": str(path), "task": args.task, "n": len(examples),
+        "model": args.model, "path": str(path), "task": opts.task, "n": len(examples),
         "metrics": metrics, "wall_s": wall, "load_s": load_s, "total_s": total_s,
         "prompt_tokens": prompt_tokens, "generated_tokens": generated,
         "tokens_per_s": (prompt_tokens + generated) / wall if wall > 0 else 0.0,
         "generated_tokens_per_s": generated / wall if wall > 0 else 0.0,
-        "threads": engine.n_threads, "batch": args.batch, "max_tokens": task.max_tokens,
+        "threads": engine.n_threads, "batch": opts.batch, "max_tokens": task.max_tokens,
         "chat_template": engine.chat_template_source,
     }
     if args.samples:
@@ -76,10 +80,10 @@ def run(args) -> int:
         print(json.dumps(result))
         return 0
     shown = "  ".join(f"{k} {_fmt(k, v)}" for k, v in metrics.items())
-    print(f"{args.model}  {args.task}  n={len(examples)}  {shown}")
+    print(f"{args.model}  {opts.task}  n={len(examples)}  {shown}")
     print(f"  {len(examples)} prompts in {wall:.1f} s: {generated} generated tokens, "
           f"{result['tokens_per_s']:.0f} tok/s prompt+generated, {result['generated_tokens_per_s']:.1f} "
-          f"generated tok/s ({engine.n_threads} threads, batch {args.batch}; load {load_s:.1f} s)")
+          f"generated tok/s ({engine.n_threads} threads, batch {opts.batch}; load {load_s:.1f} s)")
     for s in result.get("samples", []):
         print(f"  {json.dumps(s['prompt'])[:80]} -> {s['completion']!r}")
     return 0
@@ -89,14 +93,14 @@ def _fmt(key: str, v: float) -> str:
     return f"{v:.1%}" if key in ("strict", "lenient", "accuracy") else f"{v:.3f}"
 
 
-def _generate(engine, task, examples, args):
+def _generate(engine, task, examples, batch: int, quiet: bool):
     """Completions for all examples, in engine-sized chunks so progress can be shown."""
     prompts = [e.prompt for e in examples]
-    chunk = max(1, args.batch)
+    chunk = max(1, batch)
     completions: list[str] = []
     prompt_tokens = generated = 0
     bar = None
-    if not args.json and sys.stderr.isatty():
+    if not quiet and sys.stderr.isatty():
         from tqdm import tqdm
         bar = tqdm(total=len(prompts), desc=f"eval {task.name}", unit="prompt", file=sys.stderr)
     t0 = time.perf_counter()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+
+from edgees.commands import progress_bar
 
 EXAMPLES = """\
 examples:
@@ -21,7 +24,7 @@ of one run are byte-identical. OUT is written atomically; an existing OUT needs 
 def register(sub) -> None:
     p = sub.add_parser("export", help="write a run's adapted model as a GGUF",
                        description=__doc__, epilog=EXAMPLES,
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", metavar="RUN_DIR", help="the run directory (edgees finetune --run)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.gguf", help="file to write")
     p.add_argument("--step", type=int, default=None, metavar="N",
@@ -31,22 +34,6 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
-
-
-def progress_bar(label: str, quiet: bool):
-    """A (done, total) callback drawing a tqdm bar on a terminal's stderr; (callback, closer)."""
-    if quiet or not sys.stderr.isatty():
-        return None, lambda: None
-    from tqdm import tqdm
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, initial=done - 1, unit="step", desc=label, file=sys.stderr)
-        bar.update(1)
-
-    return update, lambda: bar is not None and bar.close()
 
 
 def run(args) -> int:

@@ -6,16 +6,29 @@ import argparse
 import json
 import signal
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 
+from edgees.commands import add_run_options, given, positive_int, progress_bar
 from edgees.qes import algorithm as qes
-from edgees.commands import positive_int
+from edgees.run.config import RunOptions
+from edgees.run.events import TrainerEvents
 
 EXAMPLES = """\
 examples:
   edgees finetune smollm2-135m --task arithmetic --run runs/arith
   edgees finetune smollm2-135m --task arithmetic --run runs/arith --resume --steps 80
   edgees finetune model.gguf --task jsonl:data.jsonl --task-opt match=numeric --run runs/mine
+  edgees finetune smollm2-135m --config arith.toml --run runs/arith --dry-run
+
+A --config file is flat TOML, one `key = value` per setting, the task's options in a table last:
+  task = "arithmetic"
+  steps = 80
+  sigma = 0.01
+  [task_opt]
+  max_tokens = 16
+Precedence: a flag given here > the config file > the run's run.json on --resume > the defaults.
+--dry-run prints the settings so resolved (as a config file, each line saying where its value came
+from) and exits, loading no model and writing nothing.
 
 The run dir holds the config, an append-only step log (seeds, rewards, coefficients, weight hash),
 metrics.jsonl and curve.png; never the weights (window/ caches the replay window while the run is
@@ -23,16 +36,18 @@ going, and is deleted at its end). Ctrl-C stops at the next member boundary with
 log intact; --resume continues. `edgees export DIR -o out.gguf` writes the adapted model.
 """
 
+RUN_OPTIONS = ("task", "task_opt", "threads", "batch", "minutes")
+
 
 def register(sub) -> None:
     p = sub.add_parser("finetune", help="adapt a model to a task with QES (resumable)",
                        description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="registry name (edgees models ls) or path to a .gguf")
-    p.add_argument("--task", required=True, help="task name or spec (edgees tasks ls)")
-    p.add_argument("--task-opt", action="append", default=[], metavar="KEY=VALUE", help="task option (repeatable)")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory (created; reused with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in DIR (same model and config)")
+    add_run_options(p)
+    p.add_argument("--n-seq", dest="n_seq", type=positive_int, default=None, help=argparse.SUPPRESS)  # now --batch
     for f in fields(qes.QESConfig):  # one flag per config field, help text from the field
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
@@ -40,86 +55,68 @@ def register(sub) -> None:
         else:
             p.add_argument(flag, type=type(f.default), default=None, metavar=f.name[0].upper(),
                            help=f"{f.metadata['help']} (default {f.default})")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="time budget: start no new step after this many minutes (resume continues)")
-    p.add_argument("--threads", type=positive_int, default=None, help="threads for llama.cpp and the kernels")
-    p.add_argument("--n-seq", type=positive_int, default=32, help="most sequences decoded together (default 32)")
-    p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    p.add_argument("--minutes", type=float, default=None, help=RunOptions.help("minutes"))
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved settings and exit: no model loaded, nothing written")
+    p.add_argument("--json", action="store_true", help="print the final summary (or --dry-run's settings) as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def _config(args, previous: dict | None) -> qes.QESConfig:
-    values = dict(previous or {})
-    for f in fields(qes.QESConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            values[f.name] = v
-    known = {f.name for f in fields(qes.QESConfig)}
-    return qes.QESConfig(**{k: v for k, v in values.items() if k in known})
+def resolve_args(args):
+    """(model path, Resolved settings, the run's header or None, the task), after every check a run
+    makes that needs no model load: an existing run without --resume, a resume that changes a
+    fixed field or the task, a task or task option that does not exist, a setting out of range."""
+    from edgees.models import resolve_model
+    from edgees.run.config import resolve
+    from edgees.run.log import RunDir
+    from edgees.run.trainer import check_resume_config, check_run_dir
+    from edgees.tasks.base import get_task
+
+    if args.n_seq is not None:
+        print("edgees: warning: --n-seq is now --batch", file=sys.stderr)
+        args.batch = args.batch or args.n_seq
+    header = RunDir(args.run).read_header() if check_run_dir(args.run, args.resume) else None
+    res = resolve(given(args, [f.name for f in fields(qes.QESConfig)] + list(RUN_OPTIONS)), args.config, header)
+    model = resolve_model(args.model)
+    task = get_task(res.opts.task, **res.opts.task_opt)
+    if header is not None:
+        check_resume_config(header, res.cfg, res.opts.task)
+    return model, res, header, task
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from edgees.engine.engine import Engine
-    from edgees.models import resolve_model
-    from edgees.run.plot import write_curve
     from edgees.run.log import RunDir
-    from edgees.tasks.base import get_task, parse_options
+
+    model, res, header, task = resolve_args(args)
+    if args.dry_run:
+        logged = len(RunDir(args.run).read_steps()) if header is not None else None
+        return _print_dry_run(args, model, res, logged)
+
+    from edgees.engine.engine import Engine
+    from edgees.run.plot import write_curve
     from edgees.run.trainer import Trainer
 
-    model = resolve_model(args.model)
-    options = parse_options(args.task_opt)
-    task = get_task(args.task, **options)
-    previous = None
-    if args.resume and (Path(args.run) / "run.json").exists():
-        previous = RunDir(args.run).read_header()["config"]
-    cfg = _config(args, previous)
-
-    bar = None
-    total_members = 2 * cfg.pairs
-
-    def on_event(kind: str, data: dict) -> None:
-        nonlocal bar
-        if args.quiet:
-            return
-        if kind == "status":
-            print(f"edgees: {data['msg']}", file=sys.stderr)
-        elif kind == "heldout":
-            keys = ", ".join(f"{k} {v:.3f}" for k, v in data.items() if k not in ("step", "seconds", "n"))
-            print(f"edgees: held-out at step {data['step']}: {keys}", file=sys.stderr)
-        elif kind == "member":
-            if bar is None:
-                from tqdm import tqdm
-                bar = tqdm(total=(cfg.steps - data["step"]) * total_members, unit="member",
-                           file=sys.stderr, dynamic_ncols=True)
-            bar.update(1)
-            bar.set_description(f"step {data['step'] + 1}/{cfg.steps}")
-        elif kind == "step" and bar is not None:
-            post = {"reward": f"{data['reward_mean']:.3f}", "moved": data["changed"]}
-            if "heldout" in data:
-                h = data["heldout"]
-                post.update({k: f"{h[k]:.2f}" for k in ("strict", "lenient", "accuracy") if k in h})
-            bar.set_postfix(post)
-
+    cfg, opts = res.cfg, res.opts
+    progress = Progress(cfg.steps, cfg.pairs, args.quiet)
     stop = {"flag": False}
 
     def on_signal(signum, frame):
         stop["flag"] = True
 
-    trainer = Trainer(model, task, args.task, args.run, cfg, resume=args.resume,
-                      task_options=options, on_event=on_event, threads=args.threads,
-                      engine_factory=lambda path: Engine(path, n_threads=args.threads, n_seq=args.n_seq,
+    trainer = Trainer(model, task, opts.task, args.run, cfg, resume=args.resume,
+                      task_options=opts.task_opt, events=progress, threads=opts.threads,
+                      engine_factory=lambda path: Engine(path, n_threads=opts.threads, n_seq=opts.batch,
                                                          max_tokens=task.max_tokens))
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = trainer.run_steps(should_stop=lambda: stop["flag"], minutes=args.minutes)
+        summary = trainer.run_steps(should_stop=lambda: stop["flag"], minutes=opts.minutes)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        if bar is not None:
-            bar.close()
+        progress.close()
         trainer.close()
     curve = write_curve(Path(args.run))
     summary["curve"] = str(curve) if curve else None
@@ -136,3 +133,66 @@ def run(args) -> int:
         if curve:
             print(f"  learning curve: {curve}")
     return 130 if summary["stopped"] else 0
+
+
+def _print_dry_run(args, model, res, logged: int | None) -> int:
+    """logged: the steps in the run's log when this resumes a run, None for a new run."""
+    from pathlib import Path
+
+    from edgees.run.config import to_toml
+
+    if args.json:
+        print(json.dumps({"model": args.model, "model_path": str(Path(model).resolve()), "run": args.run,
+                          "resume": logged is not None, "steps_logged": logged or 0,
+                          "config": asdict(res.cfg), **asdict(res.opts), "sources": res.sources}))
+        return 0
+    run = "new run" if logged is None else f"resumed: {logged} steps logged"
+    print(to_toml(res, ["edgees finetune --dry-run: the resolved settings; nothing was loaded or written",
+                        f"model: {args.model} = {Path(model).resolve()}", f"run:   {args.run} ({run})"]), end="")
+    return 0
+
+
+class Progress(TrainerEvents):
+    """finetune's view of a run on stderr: status lines, the held-out scores, a bar of members."""
+
+    def __init__(self, steps: int, pairs: int, quiet: bool):
+        self.steps, self.members, self.quiet = steps, 2 * pairs, quiet
+        self.bar = None
+        self._replay, self._close_replay = progress_bar("replaying", quiet)
+
+    def status(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"edgees: {msg}", file=sys.stderr)
+
+    def replay(self, done: int, total: int) -> None:
+        if self._replay is not None:
+            self._replay(done, total)
+
+    def heldout(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.quiet:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k not in ("seconds", "n"))
+            print(f"edgees: held-out at step {step}: {shown}", file=sys.stderr)
+
+    def member(self, step: int, member: int, reward: float) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+            self._close_replay()
+            self.bar = tqdm(total=(self.steps - step) * self.members, unit="member", file=sys.stderr,
+                            dynamic_ncols=True)
+        self.bar.update(1)
+        self.bar.set_description(f"step {step + 1}/{self.steps}")
+
+    def step(self, row: dict) -> None:
+        if self.bar is not None:
+            post = {"reward": f"{row['reward_mean']:.3f}", "moved": row["changed"]}
+            if "heldout" in row:
+                h = row["heldout"]
+                post.update({k: f"{h[k]:.2f}" for k in ("strict", "lenient", "accuracy") if k in h})
+            self.bar.set_postfix(post)
+
+    def close(self) -> None:
+        self._close_replay()
+        if self.bar is not None:
+            self.bar.close()

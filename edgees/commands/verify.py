@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from edgees.commands import progress_bar
+
 EXAMPLES = """\
 examples:
   edgees verify runs/demo
@@ -39,7 +41,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from edgees.commands.export import progress_bar
     from edgees.errors import RunError
     from edgees.run.rebuild import rebuild_run
 

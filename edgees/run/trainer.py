@@ -23,12 +23,11 @@ from edgees.qes import algorithm as qes
 from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
 from edgees.run import checkpoint
+from edgees.run.events import TrainerEvents
 from edgees.run.log import RunDir, StepRecord
 from edgees.run.rebuild import from_checkpoint, rebuild
 
 WINDOW_DIR = "window"  # the replay window's cache files (qes/window.py), deleted at close
-
-Event = Callable[[str, dict], None]
 
 
 def step_prompts(n_train: int, seed: int, step: int, m: int) -> np.ndarray:
@@ -104,18 +103,33 @@ def make_header(model_path: Path, base_sha: str, task_spec: str, task_options: d
     }
 
 
+def check_run_dir(run_path, resume: bool) -> bool:
+    """Whether `run_path` holds a run already (it may only with resume: a new run never reuses one)."""
+    have = (Path(run_path) / "run.json").exists()
+    if have and not resume:
+        raise RunError(f"{run_path} already holds a run; pass --resume to continue it "
+                       "or pick a new --run dir")
+    return have
+
+
 def check_resume(header: dict, base_sha: str, cfg: qes.QESConfig, task_spec: str) -> None:
+    """A resumed run needs the run's base model (by sha256), task and fixed config fields."""
     if header["base_sha256"] != base_sha:
         raise RunError(f"this run was made on a base model with sha256 {header['base_sha256'][:16]}..., "
                        f"the model given has {base_sha[:16]}...; pass the run's base model "
                        f"({header['base_model']})")
+    check_resume_config(header, cfg, task_spec)
+
+
+def check_resume_config(header: dict, cfg: qes.QESConfig, task_spec: str) -> None:
+    """The part of check_resume that needs no model file (finetune --dry-run checks it)."""
     if header["task"] != task_spec:
         raise RunError(f"this run trains task {header['task']!r}, not {task_spec!r}")
-    old = header["config"]
+    old = asdict(qes.QESConfig.from_header(header))  # a field the run did not record had its default
     for key in qes.QESConfig.fixed_fields():
-        if old.get(key) != getattr(cfg, key):
+        if old[key] != getattr(cfg, key):
             may = ", ".join("--" + f.name.replace("_", "-") for f in fields(qes.QESConfig) if f.metadata.get("resume"))
-            raise RunError(f"--{key.replace('_', '-')} differs from the run's ({old.get(key)}); "
+            raise RunError(f"--{key.replace('_', '-')} differs from the run's ({old[key]}); "
                            f"a resumed run keeps its config (only {may} may change; alpha is logged per step)")
 
 
@@ -124,10 +138,10 @@ class Trainer:
 
     def __init__(self, model_path, task, task_spec: str, run_path, cfg: qes.QESConfig,
                  resume: bool = False, engine_factory=None, task_options: dict | None = None,
-                 on_event: Event | None = None, threads: int | None = None):
+                 events: TrainerEvents | None = None, threads: int | None = None):
         cfg.check()
         self.cfg, self.task, self.task_spec = cfg, task, task_spec
-        self.on_event = on_event or (lambda kind, data: None)
+        self.events = events or TrainerEvents()
         self.model_path = Path(model_path)
         self._checkpointed = 0  # the step of the newest checkpoint on disk (or loaded)
         self.run = RunDir(run_path, write=True)
@@ -139,12 +153,9 @@ class Trainer:
 
     def _open(self, resume, engine_factory, task_options, threads) -> None:
         cfg = self.cfg
-        self.on_event("status", {"msg": f"hashing {self.model_path.name}"})
+        self.events.status(f"hashing {self.model_path.name}")
         self.base_sha = sha256_file(self.model_path)
-        have = self.run.has_header()
-        if have and not resume:
-            raise RunError(f"{self.run.path} already holds a run; pass --resume to continue it "
-                           "or pick a new --run dir")
+        have = check_run_dir(self.run.path, resume)
         self.wc = WorkingCopy(self.model_path)
         self.state = WeightState(self.wc, ef=cfg.ef, window=cfg.window, gamma=cfg.gamma,
                                  include_embeddings=cfg.include_embeddings, threads=threads,
@@ -158,17 +169,16 @@ class Trainer:
                 start = from_checkpoint(self.run.path, self.state, self.records, len(self.records),
                                         self.base_sha, warnings)
                 for line in warnings:
-                    self.on_event("status", {"msg": f"warning: {line}"})
+                    self.events.status(f"warning: {line}")
                 self._checkpointed = start
                 where = f"the checkpoint of step {start}" if start else "the base model"
-                self.on_event("status", {"msg": f"replaying {len(self.records) - start} logged steps from {where}"})
-                rebuild(self.state, self.records, check="last",
-                        progress=lambda i, n: self.on_event("replay", {"done": i, "total": n}))
+                self.events.status(f"replaying {len(self.records) - start} logged steps from {where}")
+                rebuild(self.state, self.records, check="last", progress=self.events.replay)
         else:
             self.run.write_header(make_header(self.model_path, self.base_sha, self.task_spec,
                                               task_options, cfg, self.state))
             self.records = []
-        self.on_event("status", {"msg": "loading the model into llama.cpp"})
+        self.events.status("loading the model into llama.cpp")
         if engine_factory is None:
             from edgees.engine.engine import Engine
             engine_factory = Engine
@@ -192,7 +202,7 @@ class Trainer:
         if start == 0 and not self.run.read_metrics():  # the base model's held-out score
             m = self.evaluate_heldout()
             self.run.append_metrics({"step": 0, "heldout": m})
-            self.on_event("heldout", {"step": 0, **m})
+            self.events.heldout(0, m)
         for t in range(start, cfg.steps):
             idx = step_prompts(len(self.train), cfg.seed, t, cfg.prompts)
             batch = [self.train[i] for i in idx]
@@ -200,10 +210,10 @@ class Trainer:
             t_step = t_eval = time.perf_counter()
             rewards = evaluate_members(
                 state, engine, seeds, cfg.sigma, lambda: _mean_reward(self.task, engine, batch), should_stop,
-                lambda m, r: self.on_event("member", {"step": t, "member": m, "reward": r}))
+                lambda m, r: self.events.member(t, m, r))
             if rewards is None:
                 self.checkpoint()
-                self.on_event("stopped", {"step": t})
+                self.events.stopped(t)
                 return self.summary(stopped=True)
             r_plus, r_minus = rewards
             t_eval = time.perf_counter() - t_eval
@@ -231,9 +241,9 @@ class Trainer:
             self.run.append_metrics(row)
             if cfg.checkpoint_every and (t + 1) % cfg.checkpoint_every == 0:
                 self.checkpoint()
-            self.on_event("step", row)
+            self.events.step(row)
             if out_of_time:
-                self.on_event("status", {"msg": f"time budget of {minutes:g} min reached after step {t + 1}"})
+                self.events.status(f"time budget of {minutes:g} min reached after step {t + 1}")
                 break
         self.checkpoint()
         return self.summary(stopped=False)
@@ -245,8 +255,7 @@ class Trainer:
             path = checkpoint.save(self.run.path, self.state, self.model_path, self.base_sha, self.records,
                                    self.cfg.checkpoint_keep)
             self._checkpointed = self.state.step
-            self.on_event("checkpoint", {"step": self.state.step, "path": str(path),
-                                         "bytes": path.stat().st_size, "seconds": time.perf_counter() - t0})
+            self.events.checkpoint(self.state.step, path, path.stat().st_size, time.perf_counter() - t0)
 
     def summary(self, stopped: bool) -> dict:
         rows = self.run.read_metrics()
