@@ -18,6 +18,9 @@ enum {
     EDG_Q2_K = 10, EDG_Q3_K = 11, EDG_Q4_K = 12, EDG_Q5_K = 13, EDG_Q6_K = 14,
     EDG_IQ4_NL = 20, EDG_IQ4_XS = 23
 };
+#define EDG_N_TRAINABLE 12              /* the types above */
+#define EDG_N_TYPE_IDS (EDG_IQ4_XS + 1) /* 24: a table by type id covers ids 0..23, IQ4_XS the highest */
+#define EDG_MAX_BLOCK_ELEMS 256         /* the K-quant and IQ4_XS super-blocks; the others hold 32 */
 
 typedef struct {
     int block_elems; /* weights per block: 32 or 256 */

@@ -62,16 +62,16 @@ static void *worker_main(void *arg) {
 
 void edg_run_jobs(job_fn fn, void *ctx, int64_t n_jobs, int n_threads) {
     if (n_threads < 1) n_threads = 1;
-    if (n_threads > 64) n_threads = 64;
+    if (n_threads > EDG_MAX_THREADS) n_threads = EDG_MAX_THREADS;
     if (n_threads > n_jobs) n_threads = n_jobs > 0 ? (int)n_jobs : 1;
     if (n_threads == 1) {
         for (int64_t j = 0; j < n_jobs; j++) fn(ctx, j, 0);
         return;
     }
     queue_t q = {.lock = PTHREAD_MUTEX_INITIALIZER, .next = 0, .n_jobs = n_jobs};
-    worker_t w[64];
-    pthread_t th[64];
-    int started[64] = {0};
+    worker_t w[EDG_MAX_THREADS];
+    pthread_t th[EDG_MAX_THREADS];
+    int started[EDG_MAX_THREADS] = {0};
     for (int t = 0; t < n_threads; t++) {
         w[t] = (worker_t){.fn = fn, .ctx = ctx, .q = &q, .thread = t};
         if (t > 0) started[t] = pthread_create(&th[t], NULL, worker_main, &w[t]) == 0;

@@ -14,12 +14,16 @@ typedef struct {
     int64_t chunk, start, length;
 } job_t;
 
+/* Most threads one kernel call runs on; more are clamped to it. Per-thread state (the update's scratch
+ * and stats, the workers) sits in fixed arrays of this size, indexed by `thread`. */
+#define EDG_MAX_THREADS 64
+
 typedef void (*job_fn)(void *ctx, int64_t job, int thread);
 
 /* Jobs of these slots (malloc'd; NULL on allocation failure). */
 job_t *edg_make_jobs(const edg_slot *slots, int n_slots, int64_t *n_jobs);
 
-/* fn(ctx, j, thread) for every job, on up to n_threads threads (at most 64). */
+/* fn(ctx, j, thread) for every job, on up to n_threads threads (at most EDG_MAX_THREADS). */
 void edg_run_jobs(job_fn fn, void *ctx, int64_t n_jobs, int n_threads);
 
 typedef struct {

@@ -32,8 +32,8 @@ static inline int block_shift(int block_elems) {
 }
 
 typedef struct {
-    const uint8_t *offs[24];     /* code_offsets of each slot type (by type id), or NULL */
-    uint8_t tab[12][256];        /* their storage */
+    const uint8_t *offs[EDG_N_TYPE_IDS];               /* code_offsets of each slot type (by type id), or NULL */
+    uint8_t tab[EDG_N_TRAINABLE][EDG_MAX_BLOCK_ELEMS]; /* their storage */
 } code_tabs;
 
 typedef struct {
@@ -195,8 +195,11 @@ static void perturb_setup(pr_ctx *c, code_tabs *tabs, const edg_slot *slots, int
     int used = 0;
     for (int i = 0; i < n_slots; i++) {
         const int t = slots[i].type;
-        if (t < 0 || t >= 24 || tabs->offs[t]) continue;
-        if (used == 12 || slots[i].block_elems > 256) { c->prefetch = 0; return; } /* not a trainable type */
+        if (t < 0 || t >= EDG_N_TYPE_IDS || tabs->offs[t]) continue;
+        if (used == EDG_N_TRAINABLE || slots[i].block_elems > EDG_MAX_BLOCK_ELEMS) { /* not a trainable type */
+            c->prefetch = 0;
+            return;
+        }
         code_offsets(t, slots[i].block_elems, tabs->tab[used]);
         tabs->offs[t] = tabs->tab[used++];
     }

@@ -29,6 +29,7 @@
 #define E_MAX 12288 /* |e_q| <= E_CLAMP * E_SCALE after any step */
 #define COEF_SCALE 4096.0
 #define MAX_STEP 127.0 /* a step moves a code by at most this: records keep deltas as int8 */
+#define NZ_BATCH 256   /* noise draws per batch */
 
 /* Round half away from zero: trunc(v + copysign(0.5, v)), the cast truncating (|v| <= 1e9 + 0.5). */
 static inline double round_away(double v) { return (double)(int64_t)(v + copysign(0.5, v)); }
@@ -188,10 +189,10 @@ typedef struct {
     double gamma;
     decay_t decay;
     list_t *lists;
-    scratch_t w[64]; /* per thread */
+    scratch_t w[EDG_MAX_THREADS]; /* per thread */
     int diverged;
     int oom;
-    edg_update_stats tstats[64];
+    edg_update_stats tstats[EDG_MAX_THREADS];
 } up_ctx;
 
 /* Point w->hp/hv at job j's recorded deltas of every history step, decoding packed records into
@@ -238,18 +239,18 @@ static void gather_noise(const edg_slot *s, const job_t *jb, const edg_step *st,
         edg_stream_init(&ns, st->seeds[j], s->key, (uint64_t)jb->chunk, jb->length, law->gap, law->mag, law->index, law->step);
         /* coefficients enter in fixed point: a_q = round(a * 4096), so g sums exactly in int32 */
         const int32_t a = (int32_t)round_away(st->coefs[j] * COEF_SCALE);
-        uint16_t pos[256];
-        int8_t val[256];
+        uint16_t pos[NZ_BATCH];
+        int8_t val[NZ_BATCH];
         int m;
         do {
-            m = edg_stream_fill(&ns, pos, val, 256);
+            m = edg_stream_fill(&ns, pos, val, NZ_BATCH);
             for (int k = 0; k < m; k++) {
                 const int p = pos[k], u = val[k];
                 if (touched) touched[p >> 6] |= (uint64_t)1 << (p & 63);
                 const int nc = codes[p] + u;
                 if (nc >= lo && nc <= hi) gsum[p] += a * u;
             }
-        } while (m == 256);
+        } while (m == NZ_BATCH);
     }
 }
 
@@ -419,7 +420,7 @@ int edg_update(const edg_slot *slots, int n_slots, const edg_step *steps, int n_
     int64_t n_jobs;
     job_t *jobs = edg_make_jobs(slots, n_slots, &n_jobs);
     if (n_threads < 1) n_threads = 1;
-    if (n_threads > 64) n_threads = 64;
+    if (n_threads > EDG_MAX_THREADS) n_threads = EDG_MAX_THREADS; /* as edg_run_jobs: c->w[thread] */
     up_ctx *c = calloc(1, sizeof(up_ctx));
     list_t *lists = calloc((size_t)(n_jobs > 0 ? n_jobs : 1), sizeof(list_t));
     int64_t **hoff = calloc((size_t)(n_steps > 1 ? n_steps - 1 : 1), sizeof(int64_t *));
@@ -466,7 +467,7 @@ done:
         for (int64_t j = 0; j < n_jobs; j++) { free(lists[j].pos); free(lists[j].val); }
         free(lists);
     }
-    if (c) { for (int t = 0; t < 64; t++) scratch_free(&c->w[t]); free(c->decay.jump); free(c->decay.direct); }
+    if (c) { for (int t = 0; t < EDG_MAX_THREADS; t++) scratch_free(&c->w[t]); free(c->decay.jump); free(c->decay.direct); }
     if (hoff) for (int h = 0; h < n_steps - 1; h++) free(hoff[h]);
     free(hoff); free(c); free(jobs);
     return rc;
