@@ -2,8 +2,14 @@
  * Buffers come in through the buffer protocol; the GIL is released around every kernel.
  */
 #define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include <Python.h> /* first: CPython requires it before any standard header */
+
+#include <stdlib.h>
+
 #include "codes.h"
+#include "kernels.h"
+#include "noise.h"
+#include "pack.h"
 
 static int get_buf(PyObject *obj, Py_buffer *view, int writable, const char *what) {
     if (PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) | PyBUF_C_CONTIGUOUS) < 0) {
@@ -32,7 +38,7 @@ static int check_span(int type, Py_ssize_t buf_len, long long start, long long n
 }
 
 /* unpack_codes(type, tensor, start, out_int8): out gets codes of elements [start, start+len(out)). */
-static PyObject *py_unpack_codes(PyObject *self, PyObject *args) {
+static PyObject *py_unpack_codes(PyObject *Py_UNUSED(self), PyObject *args) {
     int type; long long start; PyObject *src_o, *out_o;
     if (!PyArg_ParseTuple(args, "iOLO", &type, &src_o, &start, &out_o)) return NULL;
     Py_buffer src, out; edg_qinfo qi;
@@ -47,7 +53,7 @@ static PyObject *py_unpack_codes(PyObject *self, PyObject *args) {
 }
 
 /* pack_codes(type, tensor, start, codes_int8): writes codes of elements [start, start+len(codes)). */
-static PyObject *py_pack_codes(PyObject *self, PyObject *args) {
+static PyObject *py_pack_codes(PyObject *Py_UNUSED(self), PyObject *args) {
     int type; long long start; PyObject *dst_o, *codes_o;
     if (!PyArg_ParseTuple(args, "iOLO", &type, &dst_o, &start, &codes_o)) return NULL;
     Py_buffer dst, codes; edg_qinfo qi;
@@ -61,11 +67,7 @@ static PyObject *py_pack_codes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-
 /* ------------------------------------------------------------------ QES kernels */
-#include "kernels.h"
-#include "noise.h"
-#include "pack.h"
 
 /* A growable set of held buffers, released together; blocks never move once allocated. */
 #define BUF_BLOCK 256
@@ -158,7 +160,6 @@ fail:
     return NULL;
 }
 
-/* record: (counts_u32_buf, pos_u16_buf, val_i8_buf) */
 /* A packed history record: (b"packed", counts, offsets, data), see pack.h. */
 static int parse_packed(PyObject *o, int64_t n_jobs, bufset *bs, edg_record *r) {
     PyObject *tag_o, *c_o, *o_o, *d_o;
@@ -187,6 +188,8 @@ static int parse_packed(PyObject *o, int64_t n_jobs, bufset *bs, edg_record *r) 
     return 0;
 }
 
+/* record: (counts_u32_buf, pos_u16_buf, val_i8_buf); a 4-tuple is a packed one (above), which only
+ * edg_update reads (edg_restore and edg_swap need pos and val) */
 static int parse_record(PyObject *o, int64_t n_jobs, bufset *bs, edg_record *r) {
     PyObject *c_o, *p_o, *v_o;
     if (PyTuple_Check(o) && PyTuple_GET_SIZE(o) == 4) return parse_packed(o, n_jobs, bs, r);
@@ -214,7 +217,7 @@ static PyObject *record_to_py(edg_record *r, int64_t n_jobs) {
 }
 
 /* perturb(slots, laws, seed, n_threads) -> applied record (counts, pos, val) */
-static PyObject *py_perturb(PyObject *self, PyObject *args) {
+static PyObject *py_perturb(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *slots_o, *laws_o; long long seed; int nt;
     if (!PyArg_ParseTuple(args, "OOLi", &slots_o, &laws_o, &seed, &nt)) return NULL;
     if (seed == 0) { PyErr_SetString(PyExc_ValueError, "seed 0 is reserved"); return NULL; }
@@ -238,7 +241,7 @@ static void restore_error(int rc) {
 }
 
 /* restore(slots, applied_record, n_threads) */
-static PyObject *py_restore(PyObject *self, PyObject *args) {
+static PyObject *py_restore(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *slots_o, *rec_o; int nt;
     if (!PyArg_ParseTuple(args, "OOi", &slots_o, &rec_o, &nt)) return NULL;
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
@@ -257,7 +260,7 @@ static PyObject *py_restore(PyObject *self, PyObject *args) {
 }
 
 /* swap(slots, laws, applied_record, next_seed, n_threads) -> next member's applied record */
-static PyObject *py_swap(PyObject *self, PyObject *args) {
+static PyObject *py_swap(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *slots_o, *laws_o, *rec_o; long long next_seed; int nt;
     if (!PyArg_ParseTuple(args, "OOOLi", &slots_o, &laws_o, &rec_o, &next_seed, &nt)) return NULL;
     if (next_seed == 0) { PyErr_SetString(PyExc_ValueError, "seed 0 is reserved"); return NULL; }
@@ -277,7 +280,7 @@ static PyObject *py_swap(PyObject *self, PyObject *args) {
 
 /* update(slots, steps, hist_records, gamma, n_threads) -> ((counts, pos, val), stats dict)
  * steps: list of (seeds_i64_buf, coefs_f64_buf, alpha, laws); the last is the current step. */
-static PyObject *py_update(PyObject *self, PyObject *args) {
+static PyObject *py_update(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *slots_o, *steps_o, *hist_o; double gamma; int nt;
     if (!PyArg_ParseTuple(args, "OOOdi", &slots_o, &steps_o, &hist_o, &gamma, &nt)) return NULL;
     if (!PyList_Check(steps_o) || PyList_GET_SIZE(steps_o) < 1 || !PyList_Check(hist_o) ||
@@ -289,7 +292,7 @@ static PyObject *py_update(PyObject *self, PyObject *args) {
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     edg_step *steps = PyMem_Calloc(n_steps, sizeof(edg_step));
     edg_record *hist = PyMem_Calloc(n_steps, sizeof(edg_record));
-    PyObject *res = NULL; int n = 0, parsed = 0;
+    PyObject *res = NULL; int n = 0;
     edg_slot *slots = parse_slots(slots_o, bs, &n);
     if (!steps || !hist || !slots) goto done;
     int64_t n_jobs = edg_count_jobs(slots, n);
@@ -308,7 +311,6 @@ static PyObject *py_update(PyObject *self, PyObject *args) {
         if (!steps[s].laws) goto done;
         if (s < n_steps - 1 && parse_record(PyList_GET_ITEM(hist_o, s), n_jobs, bs, &hist[s]) < 0) goto done;
     }
-    parsed = 1;
     edg_record out = {0}; edg_update_stats st; int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = edg_update(slots, n, steps, n_steps, hist, gamma, nt, &out, &st);
@@ -324,13 +326,12 @@ static PyObject *py_update(PyObject *self, PyObject *args) {
     res = Py_BuildValue("(N{s:L,s:L,s:d})", rec, "changed", (long long)st.changed, "blocked", (long long)st.blocked, "abs_v_max", st.abs_v_max);
 done:
     if (steps) for (int s = 0; s < n_steps; s++) PyMem_Free((void *)steps[s].laws);
-    (void)parsed;
     PyMem_Free(steps); PyMem_Free(hist); PyMem_Free(slots); bufset_release(bs); PyMem_Free(bs);
     return res;
 }
 
 /* pack_record((counts, pos, val)) -> (offsets uint64 bytes, data bytes): the packed form (pack.h) */
-static PyObject *py_pack_record(PyObject *self, PyObject *args) {
+static PyObject *py_pack_record(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *rec_o, *c_o, *p_o, *v_o;
     if (!PyArg_ParseTuple(args, "O", &rec_o) || !PyArg_ParseTuple(rec_o, "OOO", &c_o, &p_o, &v_o)) return NULL;
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
@@ -363,7 +364,7 @@ static PyObject *py_pack_record(PyObject *self, PyObject *args) {
 }
 
 /* chunk_noise(seed, key, chunk, length, gap, mag, index, step) -> (positions int64 bytes, values int8 bytes) */
-static PyObject *py_chunk_noise(PyObject *self, PyObject *args) {
+static PyObject *py_chunk_noise(PyObject *Py_UNUSED(self), PyObject *args) {
     long long seed, length; unsigned long long key, chunk; PyObject *g_o, *m_o, *x_o; int step;
     if (!PyArg_ParseTuple(args, "LKKLOOOi", &seed, &key, &chunk, &length, &g_o, &m_o, &x_o, &step)) return NULL;
     if (seed == 0 || length < 0 || length > EDG_CHUNK || step < 1 || step > 127) {
@@ -388,7 +389,7 @@ static PyObject *py_chunk_noise(PyObject *self, PyObject *args) {
     return res;
 }
 
-static PyObject *py_mix64(PyObject *self, PyObject *args) {
+static PyObject *py_mix64(PyObject *Py_UNUSED(self), PyObject *args) {
     unsigned long long x;
     if (!PyArg_ParseTuple(args, "K", &x)) return NULL;
     return PyLong_FromUnsignedLongLong(edg_mix64(x));
