@@ -5,9 +5,9 @@
  * code; gated entries are left out), so restore is a walk over that record with no noise to redraw:
  * about 3 bytes per nonzero, ~1% of the weights at sigma 0.01, against the 1 byte per weight of a
  * full mask. Noise is drawn in batches (the stream state stays in registers), then applied; each
- * loop is specialised per type (the switch on the type sits outside it). Perturb write-prefetches
- * only sparse streams over large calls (PF_MIN_BYTES, PF_MIN_GAP below); restore and the update
- * leave the ascending accesses to the hardware prefetcher. */
+ * loop is specialised per type (the switch on the type sits outside it). Perturb and restore
+ * write-prefetch only sparse streams over large calls (PF_MIN_BYTES, PF_MIN_GAP below); the update
+ * leaves its ascending accesses to the hardware prefetcher. */
 #include "kernels.h"
 
 #include <stdlib.h>
@@ -70,21 +70,15 @@ static EDG_ALWAYS_INLINE int64_t apply_batch(int type, const edg_slot *s, int64_
 }
 
 /* Write prefetch: perturb prefetches the line a drawn entry will be written in while the rest of
- * the batch is drawn (see edg_stream_fill_pf); restore, which knows every position from its
- * record, prefetches RS_AHEAD entries ahead. The lines then arrive before the writes need them.
- * Only where it pays, measured here (2 threads, alternating builds):
- * - the tensors come from memory: a call over fewer than PF_MIN_BYTES of tensors finds them in
- *   cache, and the prefetches only cost instructions (the training loop's calls cover 4 MB groups
- *   of a model that inference streams through between them: with prefetch from 2 MB, a member's
- *   swap over 4 MB groups took as long as over 16 MB groups, and 13% longer without);
- * - the nonzeros are sparser than PF_MIN_GAP bytes apart on average: Q4_1 at sigma 0.01 (78
- *   bytes) perturbed 25% faster with it; Q5_0 at twice its density (43 bytes) restored ~8%
- *   faster; Q6_K at four times (26 bytes) ran 5-15% slower.
- * Prefetching the block's middle instead of the code's line missed the line on 256-element blocks:
- * the code's line made Q4_K perturb 1.6x and restore 2.1x faster, and restore's prefetch took
- * SmolLM2's perturb + restore from 2.17, 2.47 to 1.83, 1.77 memcpys. Perturb looks the byte up in
- * a per-type table (code_offsets): against an estimate within 32 bytes of it, Q4_1 perturbed ~18%
- * faster (four alternations), gemma the same. */
+ * the batch is drawn (edg_stream_fill_pf); restore, which knows every position from its record,
+ * prefetches RS_AHEAD entries ahead. Both fetch the line of the code's own byte (perturb looks it up
+ * in code_offsets, restore calls locate), not the block's: a 256-element block spans several lines.
+ * Only where it pays:
+ * - calls over at least PF_MIN_BYTES of tensors: smaller ones find their blocks in cache, where a
+ *   prefetch only costs instructions;
+ * - nonzeros at least PF_MIN_GAP bytes apart on average: denser, most lines hold several entries,
+ *   and the redundant prefetches cost more than they hide.
+ * (measurements: docs/kernels.md) */
 #define PF_MIN_BYTES (2 << 20)
 #define PF_MIN_GAP 32.0
 #define RS_AHEAD 16 /* restore: entries of lookahead */
