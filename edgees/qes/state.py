@@ -33,7 +33,7 @@ class WeightState:
         self.ef, self.gamma, self.threads = ef, gamma, threads
         self.slots = slots_for(wc, include_embeddings=include_embeddings)
         if not self.slots:
-            raise UnsupportedModel(f"{wc.info.path}: no trainable tensors (see `edgees info`); "
+            raise UnsupportedModel(f"{wc.base_path}: no trainable tensors (see `edgees info`); "
                                    "edgees trains Q4_0..Q8_0, K-quants and IQ4 block weights")
         self.names = [s.name for s in self.slots]
         # Kernels run over groups of at most GROUP_BYTES of tensors, and this process's mapping of
