@@ -2,9 +2,9 @@
 
 Subclass it and override the methods you need; each one here does nothing, so a consumer written
 today keeps working when a method is added. The trainer calls them on its own thread, in order,
-between members and steps (never while weights are perturbed and llama.cpp is decoding), and
-waits for each to return: keep them quick, and never raise from one (an exception stops the run
-like any other error, with the log intact). `edgees finetune` draws its progress bar with them; a
+while llama.cpp is idle (member() while that member's noise is still on the weights), and waits
+for each to return: keep them quick. An exception raised by one stops the run like any other
+error, with the weights restored and the log intact. `edgees finetune` draws its progress bar with them; a
 background daemon or a distributed executor can forward them as they are (every argument is a
 plain number, string, Path or JSON-ready dict).
 
@@ -13,9 +13,10 @@ Events of one run, in order:
   replay(done, total)                       on --resume: each logged step replayed
   heldout(0, metrics)                       the base model's held-out score, on a new run
   member(t, m, reward)                      2 x pairs times per step: member m of step t (0-based)
+  checkpoint(step, path, nbytes, seconds)   every C steps, a checkpoint of the state after `step` steps
   step(row)                                 the step's metrics.jsonl row (row["step"] = t + 1)
-  checkpoint(step, path, nbytes, seconds)   a checkpoint written after `step` steps
-  stopped(t)                                a stop request honoured during step t (dropped)
+  checkpoint(...), stopped(t)               a stop request honoured during step t (that step dropped)
+  checkpoint(...)                           at the end, unless the last step has one already
 """
 
 from __future__ import annotations

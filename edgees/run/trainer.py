@@ -134,7 +134,8 @@ def check_resume_config(header: dict, cfg: qes.QESConfig, task_spec: str) -> Non
 
 
 class Trainer:
-    """Owns the working copy, the engine and the run dir for one `finetune` invocation."""
+    """Owns the working copy, the engine and the run dir for one `finetune` invocation; reports
+    what it does through `events` (run/events.py)."""
 
     def __init__(self, model_path, task, task_spec: str, run_path, cfg: qes.QESConfig,
                  resume: bool = False, engine_factory=None, task_options: dict | None = None,
