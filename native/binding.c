@@ -194,6 +194,7 @@ static int parse_record(PyObject *o, int64_t n_jobs, bufset *bs, edg_record *r) 
     PyObject *c_o, *p_o, *v_o;
     if (PyTuple_Check(o) && PyTuple_GET_SIZE(o) == 4) return parse_packed(o, n_jobs, bs, r);
     if (!PyArg_ParseTuple(o, "OOO", &c_o, &p_o, &v_o)) return -1;
+    r->packed = NULL; r->offsets = NULL;
     r->counts = bufset_get(bs, c_o, 0, (Py_ssize_t)(4 * n_jobs), "record counts");
     if (!r->counts) return -1;
     Py_ssize_t clen = bs->last->len;
@@ -241,13 +242,23 @@ static void restore_error(int rc) {
 }
 
 /* restore(slots, applied_record, n_threads) */
+/* the record restore and swap undo: perturb's, with positions and values (a packed one has none) */
+static int parse_applied(PyObject *o, int64_t n_jobs, bufset *bs, edg_record *r) {
+    if (parse_record(o, n_jobs, bs, r) < 0) return -1;
+    if (r->packed) {
+        PyErr_SetString(PyExc_ValueError, "restore and swap take the record perturb returned, not a packed one");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *py_restore(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *slots_o, *rec_o; int nt;
     if (!PyArg_ParseTuple(args, "OOi", &slots_o, &rec_o, &nt)) return NULL;
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     int n, ok = 0; edg_record rec;
     edg_slot *slots = parse_slots(slots_o, bs, &n);
-    if (slots && parse_record(rec_o, edg_count_jobs(slots, n), bs, &rec) == 0) {
+    if (slots && parse_applied(rec_o, edg_count_jobs(slots, n), bs, &rec) == 0) {
         int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = edg_restore(slots, n, &rec, nt);
@@ -267,7 +278,7 @@ static PyObject *py_swap(PyObject *Py_UNUSED(self), PyObject *args) {
     bufset *bs = PyMem_Calloc(1, sizeof(bufset)); if (!bs) return PyErr_NoMemory();
     int n; PyObject *res = NULL; edg_slot_law *laws = NULL; edg_record rec;
     edg_slot *slots = parse_slots(slots_o, bs, &n);
-    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_record(rec_o, edg_count_jobs(slots, n), bs, &rec) == 0) {
+    if (slots && (laws = parse_laws(laws_o, n, bs)) && parse_applied(rec_o, edg_count_jobs(slots, n), bs, &rec) == 0) {
         edg_record next = {0}; int rc;
         Py_BEGIN_ALLOW_THREADS
         rc = edg_swap(slots, n, laws, &rec, next_seed, nt, &next);

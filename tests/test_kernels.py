@@ -9,6 +9,8 @@ from edgees.qes import kernels
 from edgees.qes import reference as kernels_ref
 from edgees.qes import noise
 from edgees.gguf import quants
+from edgees.gguf.working_copy import WorkingCopy
+from edgees.qes.trainable import slots_for
 
 SIGMAS = [0.005, 0.01, 0.05, 0.5, 2.0]
 TYPES = sorted(q.name for q in quants.QTYPES.values())
@@ -390,3 +392,15 @@ def test_finer_types_take_the_4bit_step_in_weight_space():
     moved4 = d4 != 0
     assert 100 < np.count_nonzero(moved4) and np.abs(d4).max() < 7
     assert np.all(d8[moved4] != 0) and np.all(np.abs(d8 - 16 * d4) <= 8)
+
+
+def test_restore_and_swap_refuse_a_packed_record(tiny_models):
+    """A packed record has no positions and values to undo with: a ValueError, never a crash."""
+    with WorkingCopy(tiny_models["Q4_1"]) as wc:
+        slots = slots_for(wc)
+        rec = kernels.perturb(slots, 3, 0.5)
+        with pytest.raises(ValueError, match="not a packed one"):
+            kernels.restore(slots, kernels.pack(rec))
+        with pytest.raises(ValueError, match="not a packed one"):
+            kernels.swap(slots, kernels.pack(rec), 5, 0.5)
+        kernels.restore(slots, rec)
