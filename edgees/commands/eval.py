@@ -23,7 +23,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "eval", help="accuracy and throughput of a model on a task's held-out split",
         description="Greedy generation on the first N held-out examples of a task, batched; "
-        "prints the task's metrics (arithmetic: strict, lenient, reward) and throughput.")
+        "prints the task's metrics (arithmetic: strict, lenient, reward) and throughput. --config reads "
+        "a finetune config file: eval uses its task, task_opt, threads, batch and eval_n (as --n); its "
+        "other keys are checked, not used.")
     p.add_argument("model", metavar="MODEL", help="registry name (see `edgees models ls`) or .gguf path")
     add_run_options(p)
     p.add_argument("--n", type=positive_int, default=None,
