@@ -156,9 +156,12 @@ class _Reader:
                     for v in q:
                         v.release()
             i += j
-            if pos > self.size:
-                raise self.error(start, f"{what}[{i - 1}] length runs past the end of the file "
-                                        f"({self.size} bytes)", _HINT_TRUNCATED)
+            if pos > self.size:  # element i-1 ran past: name the byte of its length
+                at = start
+                for _ in range(i - 1):
+                    at += 8 + int.from_bytes(self.buf[at:at + 8], "little")
+                raise self.error(at, f"{what}[{i - 1}] length runs past the end of the file "
+                                     f"({self.size} bytes)", _HINT_TRUNCATED)
             if j < k:
                 self.pos = pos
                 self.need(8, f"{what}[{i}] length")
@@ -210,6 +213,7 @@ def _parse(r: _Reader) -> GGUFFile:
 
     metadata: dict = {}
     kv_spans = []
+    alignment = DEFAULT_ALIGNMENT
     for i in range(n_kv):
         at = r.pos
         key = r.name(f"metadata key #{i}")
@@ -219,13 +223,13 @@ def _parse(r: _Reader) -> GGUFFile:
         vtype = r.u32(f"type of {_short(key)}")
         metadata[key] = r.value(vtype, f"value of {_short(key)}", vat)
         kv_spans.append((key, at, r.pos))
-
-    alignment = DEFAULT_ALIGNMENT
-    if "general.alignment" in metadata:
-        a = metadata["general.alignment"]
-        if not (type(a) is int and a > 0 and a & (a - 1) == 0):
-            raise r.error(16, f"general.alignment = {a!r} is not a power of two")
-        alignment = a
+        if key == "general.alignment":  # gguf.md: a uint32; llama.cpp refuses any other type
+            if vtype != 4:
+                raise r.error(vat, f"general.alignment has type {_VALUE_TYPE_NAMES[vtype]}, "
+                                   "not uint32")
+            alignment = metadata[key]
+            if not (alignment > 0 and alignment & (alignment - 1) == 0):
+                raise r.error(vat + 4, f"general.alignment = {alignment} is not a power of two")
 
     if n_tensors * _MIN_TENSOR_INFO_BYTES > r.left():
         raise r.error(r.pos, f"header claims {n_tensors} tensors, more than the {r.left()} "
