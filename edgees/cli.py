@@ -14,7 +14,7 @@ from edgees import __version__
 from edgees.errors import EdgeesError, os_error_line
 
 # Order here is the order in `edgees --help`.
-COMMANDS = ["info", "models", "eval", "probe", "finetune", "verify", "export", "tasks", "bench"]
+COMMANDS = ["info", "models", "eval", "probe", "finetune", "verify", "export", "tasks", "bench", "daemon"]
 
 EPILOG = """\
 quick start:

@@ -18,6 +18,7 @@ ALLOWED = {
     "run": {"gguf", "qes", "engine", "tasks"},
     "bench": {"gguf", "qes", "engine", "tasks", "run"},
     "models": set(),
+    "daemon": {"gguf", "qes", "engine", "tasks", "run", "models"},
 }
 BASE = {"errors", "fileio", "_native", "__init__"}  # importable by every layer
 

@@ -1,0 +1,209 @@
+"""A daemon job: one TOML file naming a model, a task, a QES config, a budget and a publish target.
+
+    name = "mail-triage"                 # [A-Za-z0-9_.-], the run dir's and published files' name
+    model = "smollm2-135m"               # registry name or path (relative to workdir)
+    task = "jsonl:triage.jsonl"
+    threads = 1                          # llama.cpp threads (default 1: polite)
+    batch = 32
+    workdir = "/home/me/triage"          # relative paths resolve here (default: the file's dir)
+
+    [task_opt]
+    reward = "likelihood"
+    [config]                             # QESConfig fields (steps goes in [budget])
+    sigma = 0.01
+    [budget]
+    steps = 200                          # total steps of the job
+    [publish]                            # optional: no table, nothing is published
+    dir = "/home/me/models"              # default: <data dir>/daemon/published
+    every = 10                           # evaluate held-out and maybe publish every 10 steps
+    keep = 3                             # published versions kept
+    margin = 0.0                         # publish unless worse than the last published by more
+    hook = "ollama create triage -f Modelfile"   # run with EDGEES_PUBLISHED=<path>
+
+Every problem is a JobError naming the file, the key and the fix, on one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from edgees.errors import EdgeesError
+from edgees.fileio import atomic_write
+from edgees.qes.algorithm import QESConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SLICE_STEPS = 10  # steps a job runs before the next job's turn when it publishes nothing
+TOP = {"name": str, "model": str, "task": str, "threads": int, "batch": int, "workdir": str}
+TABLES = ("task_opt", "config", "budget", "publish")
+BUDGET = {"steps": int}
+PUBLISH = {"dir": str, "every": int, "keep": int, "margin": float, "hook": str}
+KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string in quotes"}
+
+
+class JobError(EdgeesError):
+    """A job file that cannot run: not TOML, an unknown key, a wrong type or value."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Publish:
+    dir: Path
+    every: int = 10
+    keep: int = 3
+    margin: float = 0.0
+    hook: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    model: str
+    task: str
+    cfg: QESConfig
+    workdir: Path
+    task_opt: dict = field(default_factory=dict)
+    threads: int = 1
+    batch: int = 32
+    publish: Publish | None = None
+    path: Path | None = None  # the file it came from
+
+    @property
+    def steps(self) -> int:
+        return self.cfg.steps
+
+    def slice_end(self, done: int) -> int:
+        """The step the job's next turn runs to: the next publish point (or SLICE_STEPS on)."""
+        every = self.publish.every if self.publish else SLICE_STEPS
+        return min(self.steps, (done // every + 1) * every)
+
+
+def _typed(where: str, key: str, value, kind: type):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    raise JobError(f"{where}: {key} must be {KIND_NAMES[kind]}, not {value!r}; fix the job file")
+
+
+def _table(where: str, raw: dict, name: str, known: dict) -> dict:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise JobError(f"{where}: {name} must be a table ([{name}] on its own line, then key = value lines)")
+    out = {}
+    for key, v in value.items():
+        if key not in known:
+            raise JobError(f"{where}: unknown key {key!r} in [{name}]; the keys are {', '.join(known)}")
+        out[key] = _typed(where, f"{name}.{key}", v, known[key])
+    return out
+
+
+def parse_job(text: str, path: Path | None = None, default_name: str | None = None) -> Job:
+    """A Job from a job file's text; relative paths stay relative to its workdir. Raises JobError."""
+    where = str(path) if path else "job"
+    try:
+        raw = tomllib.loads(text)
+    except ValueError as exc:
+        raise JobError(f"{where}: not a valid TOML file ({' '.join(str(exc).split())}); "
+                       "write `key = value` lines, then [tables]") from None
+    for key in raw:
+        if key not in TOP and key not in TABLES:
+            raise JobError(f"{where}: unknown key {key!r}; the keys are {', '.join(TOP)} and the tables "
+                           f"{', '.join('[' + t + ']' for t in TABLES)}")
+    top = {k: _typed(where, k, v, TOP[k]) for k, v in raw.items() if k in TOP}
+    for key in ("model", "task"):
+        if not top.get(key):
+            raise JobError(f'{where}: no {key}; add a line {key} = "..." at the top of the job file')
+    name = top.get("name") or default_name
+    if not name or not NAME_RE.match(name):
+        raise JobError(f"{where}: name {name!r} must be 1-64 letters, digits, '_', '.' or '-' "
+                       "(it names the run dir and the published files)")
+    qes_kinds = {f.name: type(f.default) for f in fields(QESConfig)}
+    config = _table(where, raw, "config", qes_kinds)
+    if "steps" in config:
+        raise JobError(f"{where}: steps goes in [budget] (steps = N), not in [config]")
+    budget = _table(where, raw, "budget", BUDGET)
+    if "budget" in raw and "minutes" in raw["budget"]:
+        raise JobError(f"{where}: budget.minutes is not supported yet; give budget.steps")
+    task_opt = raw.get("task_opt", {})
+    if not isinstance(task_opt, dict) or not all(isinstance(v, (str, int, float, bool)) for v in task_opt.values()):
+        raise JobError(f"{where}: [task_opt] must be a table of strings, numbers or true/false")
+    cfg = QESConfig(**config, steps=budget.get("steps", QESConfig.steps))
+    problems = [f"config.{k} {what}" if k != "steps" else f"budget.steps {what}" for k, what in cfg.problems()]
+    if cfg.steps < 1:
+        problems.append("budget.steps must be >= 1")
+    publish = None
+    if "publish" in raw:
+        p = _table(where, raw, "publish", PUBLISH)
+        from edgees.daemon.paths import published_dir
+        publish = Publish(dir=Path(p.pop("dir", None) or published_dir()), **p)
+        if publish.every < 1 or publish.keep < 1:
+            problems.append("publish.every and publish.keep must be >= 1")
+        if publish.margin < 0:
+            problems.append("publish.margin must be >= 0")
+    for key in ("threads", "batch"):
+        if key in top and top[key] < 1:
+            problems.append(f"{key} must be >= 1")
+    if problems:
+        raise JobError(f"{where}: " + "; ".join(problems))
+    workdir = Path(top.get("workdir") or (path.parent if path else os.getcwd()))
+    return Job(name=name, model=top["model"], task=top["task"], cfg=cfg, workdir=workdir,
+               task_opt={k.replace("-", "_"): v for k, v in task_opt.items()},
+               threads=top.get("threads", 1), batch=top.get("batch", 32), publish=publish, path=path)
+
+
+def read_job(path: Path) -> Job:
+    """The job in a file of the jobs dir (its name defaults to the file's stem)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobError(f"{path}: cannot read the job file ({exc}); write it as UTF-8 TOML") from None
+    job = parse_job(text, path, default_name=path.stem)
+    if job.name != path.stem:
+        raise JobError(f"{path}: name {job.name!r} differs from the file's name; name the file {job.name}.toml")
+    return job
+
+
+def toml_value(value) -> str:
+    from edgees.run.config import toml_value as tv
+    return tv(str(value) if isinstance(value, Path) else value)
+
+
+def job_text(name: str, model: str, task: str, workdir: str, task_opt: dict, config: dict, steps: int | None,
+             publish: dict | None, threads: int | None = None) -> str:
+    """A job file for `edgees daemon submit MODEL --task T ...` (no file of the user's)."""
+    lines = [f"name = {toml_value(name)}", f"model = {toml_value(model)}", f"task = {toml_value(task)}",
+             f"workdir = {toml_value(workdir)}"]
+    if threads is not None:
+        lines.append(f"threads = {threads}")
+    for table, values in (("task_opt", task_opt), ("config", config),
+                          ("budget", {"steps": steps} if steps else {}), ("publish", publish)):
+        if values is None:
+            continue
+        lines += ["", f"[{table}]"] + [f"{k} = {toml_value(v)}" for k, v in values.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def submit(text: str, source: Path | None, jobs: Path, name: str | None = None) -> Job:
+    """Check a job file's text and write it as <jobs>/<name>.toml atomically; a file of the
+    user's gets `workdir` (its own dir) added so its relative paths keep working from there."""
+    job = parse_job(text, source, default_name=name or (source.stem if source else None))
+    if name and job.name != name:
+        raise JobError(f"{source}: name {job.name!r} in the file differs from --name {name}; drop one")
+    if source is not None and "workdir" not in tomllib.loads(text):
+        text = f"workdir = {toml_value(str(source.resolve().parent))}\n" + text
+    if "name" not in tomllib.loads(text):
+        text = f"name = {toml_value(job.name)}\n" + text
+    jobs.mkdir(parents=True, exist_ok=True)
+    out = jobs / f"{job.name}.toml"
+    atomic_write(out, text.encode())
+    return parse_job(text, out)

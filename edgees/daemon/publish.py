@@ -1,0 +1,140 @@
+"""Publishing a job's live weights: gated on held-out metrics, atomic, under a new name each time.
+
+    <dir>/<name>-<step>.gguf        each published version (never overwritten: servers mmap them)
+    <dir>/<name>.gguf               a symlink to the newest, switched atomically (temp link + rename)
+    <dir>/<name>.history.jsonl      one line per version: step, metrics, the figure it beat, sha256
+
+The gate: a candidate is published only if its primary held-out metric (loglik for a likelihood
+task, else the task's first metric; higher is better) is not below the last published version's,
+or the base model's before the first publish, by more than the job's margin. The file is written
+from the weights the trainer holds (run/export.write_live: one pass over the model, no replay).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from edgees.errors import EdgeesError
+from edgees.fileio import fsync_dir
+from edgees.run.export import write_live
+
+log = logging.getLogger("edgees.daemon")
+SKIP = ("seconds", "n")
+HOOK_TIMEOUT = 600.0
+
+
+def primary_metric(metrics: dict, reward_mode: str) -> str:
+    if reward_mode == "likelihood" and "loglik" in metrics:
+        return "loglik"
+    keys = [k for k in metrics if k not in SKIP]
+    if not keys:
+        raise EdgeesError("the held-out evaluation returned no metric; the task must report one")
+    return keys[0]
+
+
+def history(pub_dir: Path, name: str) -> list[dict]:
+    rows = []
+    try:
+        lines = (Path(pub_dir) / f"{name}.history.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return rows
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line from a crash: that version was not switched to
+    return rows
+
+
+def gate(candidate: dict, reference: dict | None, key: str, margin: float) -> tuple[bool, str]:
+    """(publish?, why) for candidate metrics against the reference (last published, or base)."""
+    if reference is None or key not in reference:
+        return True, "nothing to compare with"
+    new, old = candidate[key], reference[key]
+    if new >= old - margin:
+        return True, f"{key} {new:.4f} vs {old:.4f} (margin {margin:g})"
+    return False, f"{key} {new:.4f} is worse than {old:.4f} by more than the margin {margin:g}"
+
+
+def publish(job, run_path: Path, header: dict, wc, weights_sha256: str, step: int, metrics: dict,
+            base_metrics: dict | None, reward_mode: str) -> dict:
+    """Gate and maybe publish; returns {published, reason, step, metrics, [path, sha256, ...]}."""
+    pub = job.publish
+    pub_dir = Path(pub.dir) if Path(pub.dir).is_absolute() else job.workdir / pub.dir
+    pub_dir.mkdir(parents=True, exist_ok=True)
+    clean_temps(pub_dir, job.name)
+    past = history(pub_dir, job.name)
+    key = primary_metric(metrics, reward_mode)
+    reference = past[-1]["metrics"] if past else base_metrics
+    if past and past[-1]["step"] >= step:
+        return {"published": False, "reason": f"step {step} is published already", "step": step}
+    ok, why = gate(metrics, reference, key, pub.margin)
+    result = {"published": ok, "reason": why, "step": step, "metric": key, "value": metrics.get(key),
+              "reference": None if reference is None else reference.get(key)}
+    if not ok:
+        return result
+    t0 = time.perf_counter()
+    out = pub_dir / f"{job.name}-{step}.gguf"
+    res = write_live(run_path, header, wc, weights_sha256, step, out)
+    link = pub_dir / f"{job.name}.gguf"
+    tmp = pub_dir / f".{job.name}.gguf.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(out.name, tmp)
+    os.replace(tmp, link)
+    fsync_dir(pub_dir)
+    row = {"step": step, "file": out.name, "sha256": res["sha256"], "bytes": res["bytes"],
+           "weights_sha256": weights_sha256, "metrics": metrics, "metric": key,
+           "reference": result["reference"], "time": time.time()}
+    with open(pub_dir / f"{job.name}.history.jsonl", "a") as f:
+        f.write(json.dumps(row, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    prune(pub_dir, job.name, pub.keep, keep_file=out.name)
+    result.update(path=str(out), sha256=res["sha256"], seconds=time.perf_counter() - t0)
+    if pub.hook:
+        result["hook"] = run_hook(pub.hook, out, job.workdir)
+    return result
+
+
+def versions(pub_dir: Path, name: str) -> list[tuple[int, Path]]:
+    pat = re.compile(re.escape(name) + r"-(\d+)\.gguf$")
+    found = [(int(m.group(1)), p) for p in pub_dir.iterdir() if (m := pat.match(p.name))]
+    return sorted(found)
+
+
+def prune(pub_dir: Path, name: str, keep: int, keep_file: str) -> None:
+    """Delete all but the newest `keep` versions (never the one the pointer names)."""
+    for _, p in versions(pub_dir, name)[:-keep]:
+        if p.name != keep_file:
+            p.unlink(missing_ok=True)
+
+
+def clean_temps(pub_dir: Path, name: str) -> None:
+    """Temp files a killed daemon left mid-publish (the pointer was never switched to them)."""
+    for p in pub_dir.glob(f".{name}*.tmp-*"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def run_hook(command: str, path: Path, cwd: Path) -> dict:
+    """The job's hook, by the shell, with EDGEES_PUBLISHED=<path>; its failure is logged, not fatal."""
+    env = {**os.environ, "EDGEES_PUBLISHED": str(path)}
+    try:
+        p = subprocess.run(command, shell=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=HOOK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        log.warning("hook %r ran over %gs; killed", command, HOOK_TIMEOUT)
+        return {"returncode": None}
+    tail = p.stdout.decode(errors="replace").strip().splitlines()[-3:]
+    (log.info if p.returncode == 0 else log.warning)("hook %r exited %d%s", command, p.returncode,
+                                                      (": " + " | ".join(tail)) if tail else "")
+    return {"returncode": p.returncode}
