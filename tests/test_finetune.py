@@ -1,9 +1,12 @@
 """`edgees finetune` as a user runs it: failures stop cleanly and leave the run dir usable."""
 
+import json
 import subprocess
 
+from edgees import cli
+from edgees.fileio import sha256_file
 from edgees.run.log import read_steps
-from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_prompts
+from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_answers, write_prompts
 
 
 def test_reward_that_raises_stops_the_run_cleanly(tmp_path):
@@ -70,3 +73,44 @@ def test_os_error_is_one_line(tmp_path, tiny_models, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert err[0].startswith("edgees: error: ") and str(tmp_path / "afile" / "run") in err[0]
+
+
+def _toy(tmp_path):
+    return toy_model(tmp_path / "toy.gguf"), write_answers(tmp_path / "answers.jsonl")
+
+
+def test_finetune_export_writes_what_edgees_export_writes(tmp_path, capsys):
+    """--export writes the live weights at the end of the run: the bytes a replay rebuilds."""
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=3, likelihood=True)
+    assert cli.main(args + ["--export", str(tmp_path / "live.gguf"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["export"]["step"] == 3
+    assert cli.main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "replayed.gguf")]) == 0
+    assert sha256_file(tmp_path / "live.gguf") == sha256_file(tmp_path / "replayed.gguf") == summary["export"]["sha256"]
+
+
+def test_finetune_export_refuses_a_bad_output_before_training(tmp_path, capsys):
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=3, likelihood=True)
+    assert cli.main(args + ["--export", str(model)]) != 0
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_minutes_without_steps_runs_until_the_budget(tmp_path, capsys):
+    model, data = _toy(tmp_path)
+    base = finetune_args(model, tmp_path / "run", data, steps=1, likelihood=True)
+    base = base[:base.index("--steps")] + base[base.index("--steps") + 2:]
+    for extra, steps in ((["--minutes", "5"], 10**9), (["--minutes", "5", "--steps", "7"], 7), ([], 40)):
+        assert cli.main(base + extra + ["--dry-run", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["config"]["steps"] == steps, extra
+
+
+def test_a_step_that_moves_no_codes_is_warned_about_once(tmp_path, capsys):
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=3, alpha=1e-6, likelihood=True)
+    args.remove("--quiet")
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("moved no codes") == 1 and "raise --alpha" in err

@@ -100,8 +100,6 @@ def test_resume_names_the_step_where_the_replay_diverged(bad_window_run, capsys)
     assert len(RunDir(run).read_steps()) == 4  # nothing was appended to the log
 
 
-@pytest.mark.xfail(strict=True, raises=kernels.ReplayDiverged,
-                   reason="Trainer.run_steps calls state.apply directly; run/rebuild.apply_step wraps it")
 def test_resume_from_a_checkpoint_of_the_last_step_names_the_first_new_step(tmp_path, capsys):
     """Nothing left to replay: the bad window meets the weights at the first new step's update."""
     model, data = toy_model(tmp_path / "toy.gguf"), write_answers(tmp_path / "answers.jsonl")

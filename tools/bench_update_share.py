@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from edgees.qes.algorithm import algorithm as qes
+    from edgees.qes import algorithm as qes
     from edgees.engine.engine import load_live
     from edgees.gguf.working_copy import WorkingCopy
     from edgees.qes.kernels import default_threads

@@ -6,7 +6,8 @@ import argparse
 import json
 import signal
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
+from pathlib import Path
 
 from edgees.commands import add_run_options, given, positive_int, progress_bar
 from edgees.qes import algorithm as qes
@@ -36,6 +37,7 @@ going, and is deleted at its end). Ctrl-C stops at the next member boundary with
 log intact; --resume continues. `edgees export DIR -o out.gguf` writes the adapted model.
 """
 
+UNTIL_BUDGET = 10**9  # the step limit of `--minutes M` without --steps: the time budget ends the run
 RUN_OPTIONS = ("task", "task_opt", "threads", "batch", "minutes")
 
 
@@ -60,6 +62,9 @@ def register(sub) -> None:
                    help="print the resolved settings and exit: no model loaded, nothing written")
     p.add_argument("--json", action="store_true", help="print the final summary (or --dry-run's settings) as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--export", metavar="OUT.gguf", default=None,
+                   help="at the end of the run, write the adapted model here (from the live weights: no replay)")
+    p.add_argument("--force", action="store_true", help="with --export: replace OUT if it exists")
     p.set_defaults(func=run)
 
 
@@ -82,11 +87,12 @@ def resolve_args(args):
     task = get_task(res.opts.task, **res.opts.task_opt)
     if header is not None:
         check_resume_config(header, res.cfg, res.opts.task)
+    if res.opts.minutes and res.sources.get("steps", "default") == "default":
+        res = replace(res, cfg=replace(res.cfg, steps=UNTIL_BUDGET))  # --minutes, no --steps: until the budget
     return model, res, header, task
 
 
 def run(args) -> int:
-    from pathlib import Path
 
     from edgees.run.log import RunDir
 
@@ -96,10 +102,14 @@ def run(args) -> int:
         return _print_dry_run(args, model, res, logged)
 
     from edgees.engine.engine import Engine
-    from edgees.run.plot import write_curve
+    from edgees.run.export import check_output
+    from edgees.run.plot import curve_unavailable, write_curve
     from edgees.run.trainer import Trainer
 
     cfg, opts = res.cfg, res.opts
+    out = Path(args.export) if args.export else None
+    if out is not None:  # refuse a bad -o before an hour of training, not after
+        check_output(out, Path(args.run), [Path(model)], args.force)
     progress = Progress(cfg.steps, cfg.pairs, args.quiet)
     stop = {"flag": False}
 
@@ -113,6 +123,9 @@ def run(args) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = trainer.run_steps(should_stop=lambda: stop["flag"], minutes=opts.minutes)
+        if out is not None and not summary["stopped"]:
+            check_output(out, Path(args.run), [Path(model)], args.force)
+            summary["export"] = trainer.export(out)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -120,11 +133,14 @@ def run(args) -> int:
         trainer.close()
     curve = write_curve(Path(args.run))
     summary["curve"] = str(curve) if curve else None
+    if curve is None and (why := curve_unavailable()):
+        print(f"edgees: {why}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     else:
         state = "stopped (resume with --resume)" if summary["stopped"] else "done"
-        print(f"{state}: {summary['steps_done']}/{summary['steps']} steps in {summary['run']}")
+        of = "" if summary["steps"] >= UNTIL_BUDGET else f"/{summary['steps']}"
+        print(f"{state}: {summary['steps_done']}{of} steps in {summary['run']}")
         if summary["first_heldout"] and summary["last_heldout"]:
             (s0, m0), (s1, m1) = summary["first_heldout"], summary["last_heldout"]
             for k in m0:
@@ -132,12 +148,14 @@ def run(args) -> int:
                     print(f"  held-out {k}: {m0[k]:.3f} (step {s0}) -> {m1[k]:.3f} (step {s1})")
         if curve:
             print(f"  learning curve: {curve}")
+        if "export" in summary:
+            e = summary["export"]
+            print(f"  adapted model: {e['out']} ({e['bytes']} bytes, sha256 {e['sha256'][:16]}...)")
     return 130 if summary["stopped"] else 0
 
 
 def _print_dry_run(args, model, res, logged: int | None) -> int:
     """logged: the steps in the run's log when this resumes a run, None for a new run."""
-    from pathlib import Path
 
     from edgees.run.config import to_toml
 
@@ -179,10 +197,12 @@ class Progress(TrainerEvents):
         if self.bar is None:
             from tqdm import tqdm
             self._close_replay()
-            self.bar = tqdm(total=(self.steps - step) * self.members, unit="member", file=sys.stderr,
+            total = None if self.steps >= UNTIL_BUDGET else (self.steps - step) * self.members
+            self.bar = tqdm(total=total, unit="member", file=sys.stderr,
                             dynamic_ncols=True)
         self.bar.update(1)
-        self.bar.set_description(f"step {step + 1}/{self.steps}")
+        of = "" if self.steps >= UNTIL_BUDGET else f"/{self.steps}"
+        self.bar.set_description(f"step {step + 1}{of}")
 
     def step(self, row: dict) -> None:
         if self.bar is not None:

@@ -58,7 +58,7 @@ class RunOptions:
         "kind": int, "help": "most sequences decoded together (default 32)"})
     minutes: float | None = field(default=None, metadata={
         "kind": float, "unset": "no time budget",
-        "help": "time budget: start no new step after this many minutes (resume continues)"})
+        "help": "time budget: start no new step after this many minutes (resume continues); without --steps, the run goes on until the budget"})
     task_opt: dict = field(default_factory=dict, metadata={
         "kind": dict, "help": "the task's options (edgees tasks show TASK lists them)"})
 

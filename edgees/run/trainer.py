@@ -24,8 +24,9 @@ from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
 from edgees.run import checkpoint
 from edgees.run.events import TrainerEvents
+from edgees.run.export import write_live
 from edgees.run.log import RunDir, StepRecord
-from edgees.run.rebuild import from_checkpoint, rebuild
+from edgees.run.rebuild import apply_step, from_checkpoint, rebuild
 
 WINDOW_DIR = "window"  # the replay window's cache files (qes/window.py), deleted at close
 
@@ -145,6 +146,7 @@ class Trainer:
         self.events = events or TrainerEvents()
         self.model_path = Path(model_path)
         self._checkpointed = 0  # the step of the newest checkpoint on disk (or loaded)
+        self._warned_still = False  # the "moved no codes" warning is given once a run
         self.run = RunDir(run_path, write=True)
         try:
             self._open(resume, engine_factory, task_options or {}, threads)
@@ -220,7 +222,7 @@ class Trainer:
             t_eval = time.perf_counter() - t_eval
             coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)
             t_up = time.perf_counter()
-            stats = state.apply(StepSpec(seeds, tuple(float(a) for a in coefs), cfg.alpha, cfg.sigma))
+            stats = apply_step(state, StepSpec(seeds, tuple(float(a) for a in coefs), cfg.alpha, cfg.sigma), t)
             engine.weights_changed()
             t_up = time.perf_counter() - t_up
             rec = StepRecord(step=t, seeds=list(seeds), rewards_plus=r_plus, rewards_minus=r_minus,
@@ -243,6 +245,12 @@ class Trainer:
             if cfg.checkpoint_every and (t + 1) % cfg.checkpoint_every == 0:
                 self.checkpoint()
             self.events.step(row)
+            if stats["changed"] == 0 and any(coefs) and not self._warned_still:
+                self._warned_still = True
+                self.events.status(
+                    f"warning: step {t + 1} moved no codes: a pair hit moves a 4-bit code by "
+                    f"alpha/(sigma*pairs) = {cfg.alpha / (cfg.sigma * cfg.pairs):.3g} steps, and below ~0.25 "
+                    "nothing rounds to a move; raise --alpha (or lower --pairs)")
             if out_of_time:
                 self.events.status(f"time budget of {minutes:g} min reached after step {t + 1}")
                 break
@@ -257,6 +265,13 @@ class Trainer:
                                    self.cfg.checkpoint_keep)
             self._checkpointed = self.state.step
             self.events.checkpoint(self.state.step, path, path.stat().st_size, time.perf_counter() - t0)
+
+    def export(self, out) -> dict:
+        """Write the live weights (after the last logged step) as a GGUF at `out`: one pass over
+        the file, no replay. Call check_output on `out` first."""
+        self.engine.synchronize()
+        return write_live(self.run.path, self.run.read_header(), self.wc, self.state.sha256(),
+                          len(self.records), out)
 
     def summary(self, stopped: bool) -> dict:
         rows = self.run.read_metrics()
