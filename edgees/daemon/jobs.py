@@ -131,9 +131,9 @@ def parse_job(text: str, path: Path | None = None, default_name: str | None = No
     config = _table(where, raw, "config", qes_kinds)
     if "steps" in config:
         raise JobError(f"{where}: steps goes in [budget] (steps = N), not in [config]")
-    budget = _table(where, raw, "budget", BUDGET)
-    if "budget" in raw and "minutes" in raw["budget"]:
+    if isinstance(raw.get("budget"), dict) and "minutes" in raw["budget"]:
         raise JobError(f"{where}: budget.minutes is not supported yet; give budget.steps")
+    budget = _table(where, raw, "budget", BUDGET)
     task_opt = raw.get("task_opt", {})
     if not isinstance(task_opt, dict) or not all(isinstance(v, (str, int, float, bool)) for v in task_opt.values()):
         raise JobError(f"{where}: [task_opt] must be a table of strings, numbers or true/false")

@@ -100,16 +100,14 @@ class Policy:
 
     def check(self, force: bool = False) -> str | None:
         now = time.monotonic()
-        if self._last is None:
-            self._last = (now, cpu_times())
-            return self.reason
-        if not force and now - self._last[0] < self.s.interval:
+        if self._last is not None and not force and now - self._last[0] < self.s.interval:
             return self.reason
         sample = cpu_times()
-        (b0, t0, o0), (b1, t1, o1) = self._last[1], sample
+        if self._last is not None:  # the first sample has nothing to compare with: power only
+            (b0, t0, o0), (b1, t1, o1) = self._last[1], sample
+            if t1 > t0:
+                self.other_cores = max(0.0, (b1 - b0) - (o1 - o0)) / (t1 - t0) * self.ncpu
         self._last = (now, sample)
-        if t1 > t0:
-            self.other_cores = max(0.0, (b1 - b0) - (o1 - o0)) / (t1 - t0) * self.ncpu
         failing = self._failing()
         if failing is not None:
             self.reason, self._passes = failing, 0

@@ -78,6 +78,10 @@ class JobEvents(TrainerEvents):
         log.info("%s: stopped at a member boundary of step %d (not logged)", self.st.name, step + 1)
 
 
+def _kind(reason: str | None) -> str | None:
+    return reason.split(":")[0] if reason else None
+
+
 class Runner:
     def __init__(self, policy: Policy, release_after: float = 300.0):
         self.policy = policy
@@ -116,7 +120,7 @@ class Runner:
         return False
 
     def _set_paused(self, reason: str | None) -> None:
-        if reason != self.pause_reason:
+        if _kind(reason) != _kind(self.pause_reason):  # not every new CPU figure
             log.info("paused: %s" % reason if reason else "resumed")
         self.pause_reason = reason
         if reason is None:

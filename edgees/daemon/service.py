@@ -112,6 +112,7 @@ def serve(settings: PolicySettings, to_stderr: bool = True, release_after: float
     try:
         log.info("daemon %d started (%s); socket %s; policy %s", os.getpid(),
                  ", ".join(lower_priority()) or "priority unchanged", server.path, settings)
+        runner.scan()  # status lists the jobs from the first answer on
         server.start()
         runner.loop()
         log.info("daemon %d stopped", os.getpid())
