@@ -10,7 +10,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +57,12 @@ def build(tmp_path, *, kvs=None, tensors=(("w", (32,), 0, 0),), data=None, n_ten
 
 
 def assert_one_line_error(path, *words):
-    t0 = time.perf_counter()
     with pytest.raises(GGUFError) as ei:
         read_gguf(path)
-    elapsed = time.perf_counter() - t0
     msg = str(ei.value)
     assert "\n" not in msg and str(path) in msg and "byte" in msg, msg
     for w in words:
         assert w in msg, msg
-    assert elapsed < 0.1, (elapsed, msg)
     return msg
 
 
@@ -175,15 +171,11 @@ def test_every_truncation_of_the_header_fails_fast(tmp_path, tiny_models):
     path.write_bytes(src.read_bytes()[:data_end])
     cuts = [*np.linspace(info.data_offset + 64, data_end - 1, 30).astype(int).tolist(),
             *range(info.data_offset + 63, -1, -1)]  # a sample of the data, every header offset
-    worst = 0.0
     for n in sorted(set(cuts), reverse=True):
         os.truncate(path, n)
-        t0 = time.perf_counter()
         with pytest.raises(GGUFError) as ei:
             read_gguf(path)
-        worst = max(worst, time.perf_counter() - t0)
         assert "\n" not in str(ei.value)
-    assert worst < 0.1, worst
 
 
 @pytest.mark.parametrize("type_name", tiny_model_types())
@@ -318,9 +310,7 @@ def test_cli_info_tiny_model(tiny_models):
 
 @pytest.mark.real
 def test_real_smollm2(smollm2_path, tmp_path):
-    t0 = time.perf_counter()
     g = read_gguf(smollm2_path)
-    assert time.perf_counter() - t0 < 0.5
     assert g.architecture == "llama" and len(g.tensors) == 272
     assert {t.type_name for t in trainable_tensors(g)} == {"Q4_1"}
     assert len(g.metadata["tokenizer.ggml.tokens"]) == 49152
@@ -346,7 +336,5 @@ def _truncations_fail_fast(src, info, tmp_path, n_cuts=12):
                    info.data_offset - 1}, reverse=True)
     for n in cuts:
         os.truncate(path, n)
-        t0 = time.perf_counter()
         with pytest.raises(GGUFError):
             read_gguf(path)
-        assert time.perf_counter() - t0 < 0.25, n  # ~0.07 s for gemma's 262k-token header
