@@ -153,6 +153,18 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> int:
     return rc
 
 
+def tcp_sockets(pid: int) -> list[str]:
+    """The process's open sockets that are TCP (v4 or v6): their inodes in /proc/<pid>/net/tcp*."""
+    mine = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")}
+    assert mine  # the control socket at least
+    tcp = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            tcp.add(line.split()[9])
+    return sorted(mine & tcp)
+
+
 def verify(run: Path, *flags) -> dict:
     return json.loads(cli("verify", str(run), "--json", *flags).stdout)
 
@@ -195,6 +207,7 @@ def test_pause_resume_sigterm_second_daemon_and_socket_modes(env):
         sock = socket_path()
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600 and stat.S_ISSOCK(sock.stat().st_mode)
         assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
+        assert not tcp_sockets(proc.pid)
         second = cli("daemon", "start", "--foreground", check=False)
         assert second.returncode != 0 and "already running" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
