@@ -305,7 +305,7 @@ def test_a_worse_candidate_is_never_published(env, monkeypatch):
 
 
 def test_kill_9_at_random_moments_then_resume_and_verify(env):
-    kills = int(os.environ.get("EDGEES_TEST_DAEMON_KILLS", "4"))
+    kills = int(os.environ.get("EDGEES_TEST_DAEMON_KILLS", "10"))
     submit(env, "k", job_toml("k", 10_000, '[publish]\ndir = "pub"\nevery = 1\nkeep = 2\nmargin = 1000\n',
                               checkpoint_every=1))
     rng = random.Random(14)
