@@ -7,6 +7,7 @@ steps, streamed): a reader sees the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -42,3 +43,19 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_jsonl(path) -> list:
+    """The records of a JSON-lines file we append to, skipping a line that does not parse (a torn
+    last line from a crash); [] when the file does not exist."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows

@@ -32,29 +32,25 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(path: Path, name: str) -> set[str]:
-    """edgees modules imported by a file: at module level only (lazy imports inside functions do
-    not make circles at import time, but they still count for the layer rules below)."""
-    tree = ast.parse(path.read_text())
+def _edgees_imports(nodes) -> set[str]:
     found = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edgees"):
             found.add(node.module)
             found.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("edgees"))
     return found
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """edgees modules a file imports anywhere (lazy imports inside functions make no circle at
+    import time, but they still count for the layer rules)."""
+    return _edgees_imports(ast.walk(ast.parse(path.read_text())))
 
 
 def _top_level_imports(path: Path) -> set[str]:
-    found = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edgees"):
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("edgees"))
-    return found
+    return _edgees_imports(ast.parse(path.read_text()).body)
 
 
 def _layer(module: str) -> str:

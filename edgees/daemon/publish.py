@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from edgees.errors import EdgeesError
-from edgees.fileio import fsync_dir
+from edgees.fileio import fsync_dir, read_jsonl
 from edgees.run.export import write_live
 
 log = logging.getLogger("edgees.daemon")
@@ -39,17 +39,9 @@ def primary_metric(metrics: dict, reward_mode: str) -> str:
 
 
 def history(pub_dir: Path, name: str) -> list[dict]:
-    rows = []
-    try:
-        lines = (Path(pub_dir) / f"{name}.history.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return rows
-    for line in lines:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # a torn last line from a crash: that version was not switched to
-    return rows
+    """The publish history, oldest first (a torn last line from a crash: that version was not
+    switched to, and is skipped)."""
+    return read_jsonl(Path(pub_dir) / f"{name}.history.jsonl")
 
 
 def gate(candidate: dict, reference: dict | None, key: str, margin: float) -> tuple[bool, str]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgees.errors import RunError
-from edgees.fileio import atomic_write
+from edgees.fileio import atomic_write, read_jsonl
 from edgees.qes.records import StepSpec
 
 FORMAT = "edgees-run"
@@ -199,17 +199,7 @@ class RunDir:
             os.fsync(f.fileno())
 
     def read_metrics(self) -> list[dict]:
-        rows = []
-        try:
-            lines = (self.path / "metrics.jsonl").read_text().splitlines()
-        except FileNotFoundError:
-            return rows
-        for line in lines:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a torn metrics line is harmless
-        return rows
+        return read_jsonl(self.path / "metrics.jsonl")  # a torn metrics line is harmless: skipped
 
     def close(self) -> None:
         if self._lock_fd is not None:
