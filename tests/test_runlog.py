@@ -4,11 +4,12 @@ any complete record, the last included, is reported with its line; atomic header
 from __future__ import annotations
 
 import json
+import zlib
 
 import pytest
 
 from edgees.errors import RunError
-from edgees.run.log import STEPS_MAGIC, RunDir, StepRecord, encode_record, read_steps
+from edgees.run.log import STEPS_MAGIC, RunDir, StepRecord, encode_record, log_sha256, read_steps
 
 
 def record(step: int) -> StepRecord:
@@ -132,3 +133,27 @@ def test_second_writer_is_refused(tmp_path):
         RunDir(tmp_path / "run", write=True)
     a.close()
     RunDir(tmp_path / "run", write=True).close()
+
+
+def test_records_parse_lazily_but_a_bad_record_is_still_reported(tmp_path):
+    """read_steps checks every line's checksum and step number at once and parses a record's JSON
+    when it is first used: a line with a valid checksum that is not a record (no encoder of ours
+    writes one) is a RunError naming its line as soon as anything reads it (verify reads all)."""
+    data, lines = log_bytes(3)
+    body = b'{"step":1,"seeds":[1'
+    bad = body + b"\t" + f"{zlib.crc32(body):08x}".encode() + b"\n"
+    path = tmp_path / "steps.log"
+    path.write_bytes(STEPS_MAGIC + lines[0] + bad + lines[2])
+    records, _, _ = read_steps(path)
+    assert len(records) == 3 and records[0] == record(0) and records[2] == record(2)
+    with pytest.raises(RunError, match="line 3 is not a step record"):
+        list(records)
+
+
+def test_prefix_hash_of_a_read_log_is_log_sha256(tmp_path):
+    data, _ = log_bytes(5)
+    path = tmp_path / "steps.log"
+    path.write_bytes(data)
+    records, _, _ = read_steps(path)
+    for n in range(6):
+        assert records.prefix_sha256(n) == log_sha256(path, n)

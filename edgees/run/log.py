@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,40 +84,112 @@ def _torn_prefix(tail: bytes) -> bool:
     return len(crc) < 8 and _HEX.issuperset(crc) or _crc_ok(body, crc)
 
 
-def read_steps(path: Path) -> tuple[list[StepRecord], int, bool]:
-    """(records, byte length of the good prefix, whether a torn tail was found)."""
+class StepLog(Sequence):
+    """The records of a step log, parsed on first access: reading a log of any length costs one
+    checksum pass over its bytes, and a resume from a checkpoint parses only the records it
+    replays. Behaves as a list of StepRecord (index, slice, len, iterate, append, ==)."""
+
+    def __init__(self, data: bytes = b"", spans: list[tuple[int, int]] | None = None, path=None):
+        self._data = data
+        self._spans = spans or []  # (start, end) of each read record's body, in `data`
+        self._items: list[StepRecord | None] = [None] * len(self._spans)
+        self._path = path
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        rec = self._items[i]
+        if rec is None:
+            k = range(len(self))[i]
+            start, end = self._spans[k]
+            try:
+                rec = StepRecord.from_json(json.loads(self._data[start:end]))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise RunError(f"{self._path}: line {k + 2} is not a step record ({exc}); the log is corrupted") from None
+            self._items[k] = rec
+        return rec
+
+    def append(self, rec: StepRecord) -> None:
+        self._items.append(rec)
+
+    def prefix_sha256(self, n: int) -> str:
+        """sha256 of the first n record lines as they are on disk (log_sha256 without re-reading)."""
+        if n > len(self._spans):
+            raise RunError(f"{self._path}: record {len(self._spans)} was appended after the log was read")
+        end = self._spans[n - 1][1] + 10 if n else len(STEPS_MAGIC)  # body, tab, 8 hex, newline
+        return hashlib.sha256(memoryview(self._data)[len(STEPS_MAGIC):end]).hexdigest()
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (StepLog, list)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"StepLog({len(self)} records)"
+
+
+_STEP_KEY = b'"step":'
+
+
+def _step_field(body: bytes) -> int | None:
+    """The "step" of a record body without parsing it (the encoder sorts keys; no other key or
+    value holds this byte string); None when it is not there as written, then a parse decides."""
+    k = body.find(_STEP_KEY)
+    if k < 0 or body.find(_STEP_KEY, k + 1) >= 0:
+        return None
+    k += len(_STEP_KEY)
+    e = k
+    while e < len(body) and 48 <= body[e] <= 57:
+        e += 1
+    return int(body[k:e]) if e > k and e < len(body) and body[e] in b",}" else None
+
+
+def read_steps(path: Path) -> tuple[StepLog, int, bool]:
+    """(records, byte length of the good prefix, whether a torn tail was found). Every line's
+    checksum and step number is checked here; each record's JSON is parsed when first used."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return [], 0, False
+        return StepLog(path=path), 0, False
     if not data.startswith(STEPS_MAGIC):
         if STEPS_MAGIC.startswith(data):  # torn while writing the magic
-            return [], 0, True
+            return StepLog(path=path), 0, True
         raise RunError(f"{path}: not an edgees step log (bad first line); the run dir is damaged")
-    records, pos = [], len(STEPS_MAGIC)
+    spans: list[tuple[int, int]] = []
+    pos = len(STEPS_MAGIC)
     line_no = 1
+
+    def good(torn: bool):
+        return StepLog(data, spans, path), pos, torn
+
     while pos < len(data):
         line_no += 1
         end = data.find(b"\n", pos)
         if end < 0 and _torn_prefix(data[pos:]):
-            return records, pos, True  # torn tail: a crash mid-append
-        line = data[pos:] if end < 0 else data[pos:end]
-        body, sep, crc = line.rpartition(b"\t")
-        ok = bool(sep) and _crc_ok(body, crc)
+            return good(True)  # torn tail: a crash mid-append
+        line_end = len(data) if end < 0 else end
+        tab = data.rfind(b"\t", pos, line_end)
+        ok = tab >= 0 and _crc_ok(data[pos:tab], data[tab + 1:line_end])
         if not ok:
             raise RunError(f"{path}: line {line_no} (byte {pos}) fails its checksum: the log is corrupted; "
                            "restore the run dir from a backup or start a new run")
-        try:
-            rec = StepRecord.from_json(json.loads(body))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise RunError(f"{path}: line {line_no} is not a step record ({exc}); the log is corrupted") from None
-        if rec.step != len(records):
-            raise RunError(f"{path}: line {line_no} holds step {rec.step}, expected {len(records)}; "
+        body = data[pos:tab]
+        step = _step_field(body)
+        if step is None:  # not as our encoder writes it: parse it now
+            try:
+                step = StepRecord.from_json(json.loads(body)).step
+            except (ValueError, TypeError, KeyError) as exc:
+                raise RunError(f"{path}: line {line_no} is not a step record ({exc}); the log is corrupted") from None
+        if step != len(spans):
+            raise RunError(f"{path}: line {line_no} holds step {step}, expected {len(spans)}; "
                            "the log is corrupted")
-        records.append(rec)
+        spans.append((pos, tab))
         pos = end + 1
-    return records, pos, False
+    return good(False)
 
 
 class RunDir:
@@ -170,7 +243,7 @@ class RunDir:
         return header
 
     # steps
-    def read_steps(self) -> list[StepRecord]:
+    def read_steps(self) -> StepLog:
         records, good, torn = read_steps(self.path / "steps.log")
         if torn and self.write:  # drop the torn tail before anything is appended after it
             with open(self.path / "steps.log", "r+b") as f:

@@ -22,7 +22,7 @@ from edgees.qes.kernels import ReplayDiverged
 from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
 from edgees.run import checkpoint
-from edgees.run.log import RunDir, StepRecord, log_sha256, read_steps, spec_of
+from edgees.run.log import RunDir, StepLog, StepRecord, log_sha256, read_steps, spec_of
 
 
 def apply_step(state: WeightState, spec: StepSpec, t: int) -> dict:
@@ -64,7 +64,7 @@ class Rebuilt:
 
     path: Path
     header: dict
-    records: list[StepRecord]  # every complete record in the log (torn tail dropped)
+    records: StepLog  # every complete record in the log (torn tail dropped)
     torn: bool  # the log ended in a torn record (a step in flight when the writer died)
     step: int  # records[:step] are applied
     base_path: Path
@@ -101,9 +101,12 @@ def from_checkpoint(run_path, state: WeightState, records: list[StepRecord], upt
                     warnings: list) -> int:
     """Load the newest checkpoint of step <= upto that matches the log into a state on the base
     weights; return its step (0: none did). Skipped checkpoints add a line to `warnings`."""
-    steps_log = Path(run_path) / "steps.log"
-    return checkpoint.restore_newest(run_path, state, records, upto, base_sha256,
-                                     lambda t: log_sha256(steps_log, t), warnings.append)
+    if isinstance(records, StepLog):  # as read: hash its bytes, no second read of the file
+        log_at = records.prefix_sha256
+    else:
+        steps_log = Path(run_path) / "steps.log"
+        log_at = lambda t: log_sha256(steps_log, t)  # noqa: E731
+    return checkpoint.restore_newest(run_path, state, records, upto, base_sha256, log_at, warnings.append)
 
 
 def rebuild_run(run_path, model=None, step: int | None = None, check: str = "last",
