@@ -8,7 +8,8 @@ hand-written completions.
     train, heldout = task.split(n_heldout=40)
     rewards, metrics, completions = task.evaluate(engine, heldout)
 
-Specs: a built-in name (see `list_tasks()`), "jsonl:PATH", "python:MODULE:FUNCTION", "onnx:PATH".
+Specs: a built-in name (see `list_tasks()`), "jsonl:PATH", "python:MODULE:FUNCTION", "onnx:PATH",
+"feedback:PATH".
 Options are keyword arguments of the task's constructor (`get_task("jsonl:d.jsonl", match="numeric")`);
 from the command line they arrive as strings "key=value" and go through `parse_options`.
 
@@ -66,6 +67,11 @@ class Task:
     def _split_all(self, n_train: int | None, n_heldout: int) -> tuple[list[Example], list[Example]]:
         """Both sides in their canonical order; may stop early once the requested sizes are met."""
         raise NotImplementedError
+
+    def refresh(self) -> bool:
+        """Re-read the task's data file if it changed (an app appending lines); True when the examples
+        changed, so the caller splits again. Tasks without a data file: nothing to do."""
+        return False
 
     # ---- reward ------------------------------------------------------------------------------
     def rewards(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
@@ -205,6 +211,7 @@ PREFIXES = {
     "jsonl": ("edgees.tasks.jsonl", "JsonlTask", "jsonl:PATH"),
     "python": ("edgees.tasks.pyfunc", "PythonRewardTask", "python:MODULE:FUNCTION"),
     "onnx": ("edgees.tasks.onnx_reward", "OnnxRewardTask", "onnx:PATH"),
+    "feedback": ("edgees.tasks.feedback", "FeedbackTask", "feedback:PATH"),
 }
 
 

@@ -15,6 +15,9 @@ Split: a "split" field ("train", or "heldout"/"test"/"valid"/"validation"/"eval"
 goes; otherwise a line is held out when the hash of its prompt is 0 mod `heldout_every` (so repeated
 prompts never straddle the split); with no explicit split at all and nothing hashed out, the line
 with the smallest hash is held out. Both sides keep file order; n_heldout=None means all held-out.
+Growing files (an app appending while the daemon trains): refresh() re-reads the file when its size
+or mtime changed; a line keeps its side as lines are added, except that fallback line, which goes
+back to train once some line hashes out.
 
 Matching (option match=):
   exact    strict: equal after trimming and collapsing whitespace; lenient: equal ignoring case and
@@ -69,18 +72,30 @@ def _check_messages(path, n, messages):
               "fix the messages list")
 
 
-def load_jsonl(path: str | Path, *, need_answer: bool, chat: bool = True) -> list[Record]:
-    """Parse and validate a task file; every problem is a TaskError naming the file and line."""
+def json_objects(path: str | Path, example: str, torn_ok: bool = False) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; every problem is a TaskError
+    naming the file and line, with `example` as the form to write. torn_ok: a last line without its
+    newline that does not parse is being appended by another program; it is left out (and read once
+    complete: any strict prefix of a JSON object is invalid JSON, so a half line never passes)."""
     path = Path(path).expanduser()
     if not path.is_file():
         problem = "is a directory" if path.is_dir() else "no such file"
-        _fail(path, 0, problem, "give the path of a JSONL file (one JSON object per line, e.g. "
-              f"{EXAMPLE_LINE})")
+        _fail(path, 0, problem, f"give the path of a JSONL file (one JSON object per line, e.g. {example})")
+    data = path.read_bytes()
+    tail = b""
+    if torn_ok and data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        data, tail = data[:cut], data[cut:]
+        try:
+            if isinstance(json.loads(tail.decode("utf-8")), dict):
+                data, tail = data + tail, b""
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass  # torn: wait for its newline
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError as exc:
         _fail(path, 0, f"not UTF-8 text (byte {exc.start})", "save the file as UTF-8 JSONL")
-    records = []
+    out = []
     for n, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -88,13 +103,58 @@ def load_jsonl(path: str | Path, *, need_answer: bool, chat: bool = True) -> lis
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             _fail(path, n, f"not valid JSON ({exc.msg} at column {exc.colno})",
-                  f"each line must be one JSON object, e.g. {EXAMPLE_LINE}")
+                  f"each line must be one JSON object, e.g. {example}")
         if not isinstance(obj, dict):
-            _fail(path, n, f"a JSON {type(obj).__name__}, not an object", f"write objects like {EXAMPLE_LINE}")
-        records.append(_record(path, n, obj, need_answer, chat))
+            _fail(path, n, f"a JSON {type(obj).__name__}, not an object", f"write objects like {example}")
+        out.append((n, obj))
+    return out
+
+
+def load_jsonl(path: str | Path, *, need_answer: bool, chat: bool = True, torn_ok: bool = False) -> list[Record]:
+    """Parse and validate a task file; every problem is a TaskError naming the file and line."""
+    path = Path(path).expanduser()
+    records = [_record(path, n, obj, need_answer, chat) for n, obj in json_objects(path, EXAMPLE_LINE, torn_ok)]
     if not records:
         _fail(path, 0, "no examples (the file is empty)", f"add one JSON object per line, e.g. {EXAMPLE_LINE}")
     return records
+
+
+def file_stamp(path: str | Path) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a file, None if it cannot be stat'ed: what refresh() compares."""
+    try:
+        st = Path(path).expanduser().stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+class FileBacked:
+    """For tasks whose examples are the records of one JSONL file that may grow while a run goes on
+    (an app appends ratings). The subclass sets `path` and implements `_read(torn_ok)`; `_load()`
+    reads at construction (strict), `refresh()` between steps (a line still being written waits)."""
+
+    path: Path
+    records: list
+    _stamp: tuple | None = None
+
+    def _read(self, torn_ok: bool) -> list:
+        raise NotImplementedError
+
+    def _load(self) -> None:
+        self._stamp = file_stamp(self.path)  # before reading: a write during the read shows next time
+        self.records = self._read(torn_ok=False)
+
+    def refresh(self) -> bool:
+        """Re-read the file if its size or mtime changed; True when the examples changed. A bad line
+        is a TaskError once per change of the file (the old examples stay)."""
+        stamp = file_stamp(self.path)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        records = self._read(torn_ok=True)
+        changed = records != self.records
+        self.records = records
+        return changed
 
 
 def _record(path, n, obj, need_answer, chat) -> Record:
@@ -207,7 +267,7 @@ def best_match(mode, completion, answer) -> tuple[bool, bool, float]:
     return max((match(mode, completion, a) for a in answers), key=lambda t: (t[0], t[1], t[2]))
 
 
-class JsonlTask(Task):
+class JsonlTask(FileBacked, Task):
     description = "your data: one JSON object per line (prompt/answer, messages, mlx-lm keys); option match=exact|numeric|regex"
     default_heldout = None  # all held-out lines
 
@@ -225,11 +285,16 @@ class JsonlTask(Task):
         self.max_tokens = int(max_tokens)
         self.stop = stop_list(stop)
         self.heldout_every = int(heldout_every)
-        self.records = load_jsonl(path, need_answer=True, chat=chat)
-        self.chat = any(isinstance(r.prompt, list) for r in self.records)
-        for r in self.records:
+        self._chat_opt = chat
+        self._load()
+
+    def _read(self, torn_ok: bool) -> list[Record]:
+        records = load_jsonl(self.path, need_answer=True, chat=self._chat_opt, torn_ok=torn_ok)
+        for r in records:
             for a in (r.answer if isinstance(r.answer, list) else [r.answer]):
                 self._check_answer(r.line, a)
+        self.chat = any(isinstance(r.prompt, list) for r in records)
+        return records
 
     def _check_answer(self, line, answer):
         if self.match == "numeric":
