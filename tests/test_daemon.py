@@ -26,7 +26,7 @@ from edgees.daemon.paths import jobs_dir, runs_dir, socket_path
 from edgees.run.checkpoint import list_checkpoints, step_of
 from edgees.run.log import RunDir
 
-from toy_task import edgees_cmd, toy_model, write_answers
+from toy_task import ANSWER, edgees_cmd, toy_model, write_answers
 
 DEADLINE = 180.0
 pytestmark = pytest.mark.slow
@@ -330,6 +330,50 @@ def test_kill_9_at_random_moments_then_resume_and_verify(env):
     link = env / "pub" / "k.gguf"
     assert (env / "pub" / os.readlink(link)).is_file()
     assert not list((env / "pub").glob(".*tmp-*"))  # temp files of killed publishes are cleaned
+
+
+def sides(path: Path) -> dict[str, str]:
+    """Each line's side of the jsonl: split, keyed by its prompt (the file's complete lines only)."""
+    from edgees.tasks.base import get_task
+    complete = path.with_suffix(".complete")
+    text = path.read_text()
+    complete.write_text(text[:text.rfind("\n") + 1])
+    train, heldout = get_task(f"jsonl:{complete}").split()
+    return {e.prompt[-1]["content"]: s for s, xs in (("train", train), ("heldout", heldout)) for e in xs}
+
+
+def test_a_growing_data_file_is_picked_up_and_old_lines_keep_their_side(env):
+    data = env / "answers.jsonl"
+    first = sides(data)
+    submit(env, "grow", job_toml("grow", 10_000, checkpoint_every=1000))
+    proc = start_foreground()
+    examples = lambda: status()["jobs"]["grow"]["examples"] or {}  # noqa: E731
+    try:
+        wait_for("a step", lambda: job_step("grow") >= 1, proc)
+        assert examples()["train"] == list(first.values()).count("train")
+        new = [json.dumps({"prompt": f"Name {i} red things.", "answer": ANSWER}) for i in range(40)]
+        new.append(json.dumps({"prompt": "Name 40 red things.", "answer": ANSWER, "split": "train"}))
+        with open(data, "a") as f:  # an app appending: 40 whole lines and half of the next one
+            f.write("\n".join(new[:40]) + "\n" + new[40][:25])
+        grown = sides(data)
+        assert len(grown) == 80 and all(grown[p] == s for p, s in first.items())
+        want = list(grown.values()).count("train")
+        wait_for("the new lines in the split", lambda: examples().get("train") == want, proc)
+        at = job_step("grow")
+        wait_for("two steps with a half line in the file", lambda: job_step("grow") >= at + 2, proc)
+        assert examples()["train"] == want and status()["jobs"]["grow"]["state"] == "running"
+        with open(data, "a") as f:
+            f.write(new[40][25:] + "\n")
+        whole = sides(data)
+        assert len(whole) == 81 and all(whole[p] == s for p, s in grown.items())
+        assert list(whole.values()).count("train") == want + 1
+        wait_for("the completed line", lambda: examples().get("train") == want + 1, proc)
+    finally:
+        assert stop(proc) == 0
+    log = (env / "edgees-home" / "daemon" / "daemon.log").read_text()
+    assert f"grow: data: {want} train" in log and f"grow: data: {want + 1} train" in log
+    assert "going on with" not in log  # the half line was never an error
+    assert verify(runs_dir() / "grow")["steps"] == len(RunDir(runs_dir() / "grow").read_steps())
 
 
 def test_battery_power_pauses_and_mains_resumes(env, monkeypatch):

@@ -6,8 +6,10 @@ trainer does at the end of every run_steps), maybe publishes, and hands over to 
 alone keeps its Trainer open between turns. should_stop() is asked at every member boundary: a stop
 request, a pause by the user or a failing policy condition make the trainer restore the member,
 drop the partial step and checkpoint; the loop then waits (the Trainer is released after a long
-pause) and carries on where it was. A job that fails (bad file, missing model, a reward raising) is
-marked "error" with its one-line reason and skipped until its file changes; the others go on.
+pause) and carries on where it was. Before each step the trainer re-reads the job's data file if an
+app appended to it (Trainer.follow_data; status shows the split's sizes). A job that fails (bad
+file, missing model, a reward raising) is marked "error" with its one-line reason and skipped until
+its file changes; the others go on.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ class JobState:
     error: str | None = None
     last_publish: dict | None = None
     last_gate: dict | None = None
+    examples: dict | None = None  # {"train": n, "heldout": m}: the split the last step used
     extra: dict = field(default_factory=dict)
 
     def view(self) -> dict:
         return {"state": self.state, "file": self.path, "step": self.step, "steps": self.steps,
                 "heldout": self.heldout, "heldout_step": self.heldout_step, "error": self.error,
-                "last_publish": self.last_publish, "last_gate": self.last_gate}
+                "last_publish": self.last_publish, "last_gate": self.last_gate, "examples": self.examples}
 
 
 class JobEvents(TrainerEvents):
@@ -58,6 +61,11 @@ class JobEvents(TrainerEvents):
 
     def __init__(self, st: JobState):
         self.st = st
+        self.trainer = None  # set once the Trainer is open: its split's sizes go into status
+
+    def count(self) -> None:
+        if self.trainer is not None:
+            self.st.examples = {"train": len(self.trainer.train), "heldout": len(self.trainer.heldout)}
 
     def status(self, msg: str) -> None:
         log.info("%s: %s", self.st.name, msg)
@@ -67,6 +75,7 @@ class JobEvents(TrainerEvents):
 
     def step(self, row: dict) -> None:
         self.st.step = row["step"]
+        self.count()
         if "heldout" in row:
             self.st.heldout, self.st.heldout_step = row["heldout"], row["step"]
         log.info("%s: step %d reward %.4f", self.st.name, row["step"], row["reward_mean"])
@@ -268,10 +277,14 @@ class Runner:
         run_path = runs_dir() / job.name
         resume = (run_path / "run.json").exists()
         log.info("job %s: opening %s (%s)", job.name, model, "resuming" if resume else "new run")
+        events = JobEvents(st)
         trainer = Trainer(model, task, job.task, run_path, job.cfg, resume=resume, task_options=job.task_opt,
-                          events=JobEvents(st), threads=job.threads,
+                          events=events, threads=job.threads,
                           engine_factory=lambda p: Engine(p, n_threads=job.threads, n_seq=job.batch,
                                                           max_tokens=task.max_tokens))
+        trainer.follow_data = True  # an app may append to the job's data file: new lines at step boundaries
+        events.trainer = trainer
+        events.count()
         self.current = (st.name, job, trainer)
         return trainer
 

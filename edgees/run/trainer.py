@@ -147,6 +147,7 @@ class Trainer:
         self.model_path = Path(model_path)
         self._checkpointed = 0  # the step of the newest checkpoint on disk (or loaded)
         self._warned_still = False  # the "moved no codes" warning is given once a run
+        self.follow_data = False  # the daemon's: re-read a growing data file before each step
         self.run = RunDir(run_path, write=True)
         try:
             self._open(resume, engine_factory, task_options or {}, threads)
@@ -192,6 +193,21 @@ class Trainer:
         if not self.train or not self.heldout:
             raise TaskError(f"task {self.task.name} has an empty train or held-out split")
 
+    def refresh_data(self) -> None:
+        """Take up lines an app appended to the task's data file (tasks/jsonl.py FileBacked); a bad
+        line or an emptied side is a warning, and training goes on with the examples it had."""
+        try:
+            changed = self.task.refresh()
+            train, heldout = self.task.split(n_heldout=self.cfg.eval_n) if changed else (None, None)
+        except TaskError as exc:
+            self.events.status(f"warning: {exc}; going on with the {len(self.train)} examples read before")
+            return
+        if changed and train and heldout:
+            self.train, self.heldout = train, heldout
+            self.events.status(f"data: {len(train)} train, {len(heldout)} held-out examples")
+        elif changed:
+            self.events.status("warning: the data file now leaves a side of the split empty; going on with the old one")
+
     def evaluate_heldout(self) -> dict:
         self.engine.weights_changed()
         return heldout_metrics(self.task, self.engine, self.heldout, self.cfg.eval_n)
@@ -207,6 +223,8 @@ class Trainer:
             self.run.append_metrics({"step": 0, "heldout": m})
             self.events.heldout(0, m)
         for t in range(start, cfg.steps):
+            if self.follow_data:
+                self.refresh_data()
             idx = step_prompts(len(self.train), cfg.seed, t, cfg.prompts)
             batch = [self.train[i] for i in idx]
             seeds = qes.pair_seeds(cfg.seed, t, cfg.pairs)
