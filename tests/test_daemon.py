@@ -208,6 +208,10 @@ def test_pause_resume_sigterm_second_daemon_and_socket_modes(env):
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600 and stat.S_ISSOCK(sock.stat().st_mode)
         assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
         assert not tcp_sockets(proc.pid)
+        import platform
+        from edgees.daemon.service import IOPRIO_CLASS_IDLE, IOPRIO_SYSCALLS, io_class
+        assert io_class(proc.pid) == IOPRIO_CLASS_IDLE or platform.machine() not in IOPRIO_SYSCALLS
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == 19
         second = cli("daemon", "start", "--foreground", check=False)
         assert second.returncode != 0 and "already running" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1

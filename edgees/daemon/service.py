@@ -1,11 +1,12 @@
 """The daemon process: one instance per user, niced, signals, its log, the socket, the loop.
 
 serve() is `edgees daemon start --foreground`: it takes an flock on <data dir>/daemon/daemon.lock
-(the kernel drops it when the process dies, however it dies), lowers its priority (nice 19, and
-SCHED_IDLE where permitted), logs to <data dir>/daemon/daemon.log (rotated), opens the control
-socket and runs the Runner until stop, SIGTERM or SIGINT, which stop at the next member boundary
-with the log intact and a checkpoint written. detach() starts that same command in a new session
-and waits until its socket answers. unit_file() is the systemd user unit or launchd plist.
+(the kernel drops it when the process dies, however it dies), lowers its priority (nice 19,
+SCHED_IDLE and the idle I/O class where permitted), logs to <data dir>/daemon/daemon.log (rotated),
+opens the control socket and runs the Runner until stop, SIGTERM or SIGINT, which stop at the next
+member boundary with the log intact and a checkpoint written. detach() starts that same command in a
+new session and waits until its socket answers. unit_file() is the systemd user unit or launchd
+plist.
 """
 
 from __future__ import annotations
@@ -51,8 +52,34 @@ def take_lock() -> int:
     return fd
 
 
+# ioprio_set/ioprio_get syscall numbers (asm/unistd.h); Python has no wrapper. Unknown arch: skipped.
+IOPRIO_SYSCALLS = {"x86_64": (251, 252), "aarch64": (30, 31), "riscv64": (30, 31), "i686": (289, 290),
+                   "armv7l": (314, 315), "ppc64le": (273, 274), "s390x": (282, 283)}
+IOPRIO_WHO_PROCESS, IOPRIO_CLASS_SHIFT, IOPRIO_CLASS_IDLE = 1, 13, 3  # linux/ioprio.h
+
+
+def _ioprio(get: bool, pid: int = 0, value: int = 0) -> int | None:
+    """ioprio_get/ioprio_set(IOPRIO_WHO_PROCESS, pid[, value]); None where unsupported or refused."""
+    import ctypes
+    import platform
+    nums = IOPRIO_SYSCALLS.get(platform.machine()) if sys.platform.startswith("linux") else None
+    if nums is None:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    args = (IOPRIO_WHO_PROCESS, pid) if get else (IOPRIO_WHO_PROCESS, pid, value)
+    out = libc.syscall(nums[1 if get else 0], *args)
+    return None if out < 0 else out
+
+
+def io_class(pid: int = 0) -> int | None:
+    """The I/O scheduling class of a thread (0 or this one): 0 none, 1 realtime, 2 best-effort, 3 idle."""
+    prio = _ioprio(True, pid)
+    return None if prio is None else prio >> IOPRIO_CLASS_SHIFT
+
+
 def lower_priority() -> list[str]:
-    """nice 19 and SCHED_IDLE (Linux) where permitted; what was done, for the log."""
+    """nice 19, SCHED_IDLE and the idle I/O class (Linux) where permitted; what was done, for the
+    log. Threads started later (the control socket's, llama.cpp's) inherit all three."""
     done = []
     try:
         os.nice(19 - os.nice(0))
@@ -65,6 +92,8 @@ def lower_priority() -> list[str]:
             done.append("SCHED_IDLE")
         except OSError:
             pass
+    if _ioprio(False, 0, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT) is not None:
+        done.append("idle I/O class")
     return done
 
 
