@@ -167,7 +167,8 @@ def test_rewards_and_metrics_from_one_batched_score(tmp_path):
     assert len(got) == len(answers) == len(heldout) == 3
     by = {e.prompt[-1]["content"]: r for e, r in zip(heldout, got)}
     assert metrics["margin"] == pytest.approx(by["Say yes."]) and metrics["accuracy"] == float(by["Say yes."] > 0)
-    assert metrics["good_loglik"] == pytest.approx(by["Say hi."]) and metrics["bad_loglik"] == pytest.approx(-by["Say no."])
+    assert metrics["good_loglik"] == pytest.approx(by["Say hi."])
+    assert metrics["bad_loglik"] == pytest.approx(-by["Say no."])
     assert all(math.isfinite(v) for v in metrics.values())
     assert task.metrics(heldout, ["x"] * 3) == {}
     with pytest.raises(TaskError, match="not generated ones"):

@@ -241,7 +241,8 @@ def phase_publish(home: Path, args, out: dict, model: Path, tmp: Path) -> None:
     out["publish_s"], seen = [], set()
     try:
         while len(out["publish_s"]) < args.rounds:
-            last = d.wait("a new publish", lambda: (p := d.job("pub").get("last_publish")) and p["step"] not in seen and p)
+            last = d.wait("a new publish",
+                          lambda: (p := d.job("pub").get("last_publish")) and p["step"] not in seen and p)
             seen.add(last["step"])
             out["publish_s"].append(last["seconds"])
     finally:
@@ -278,7 +279,8 @@ def figures(out: dict, args) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", nargs="?", default=None, help="registry name or GGUF path (default: a generated tiny model)")
+    ap.add_argument("model", nargs="?", default=None,
+                    help="registry name or GGUF path (default: a generated tiny model)")
     ap.add_argument("--rounds", type=int, default=3, help="samples of each latency (default 3)")
     ap.add_argument("--window", type=float, default=10.0, help="seconds of /proc sampling per CPU/RSS figure (10)")
     ap.add_argument("--interval", type=float, default=1.0, help="the policy interval for the busy pause, s (1)")
@@ -305,7 +307,8 @@ def main() -> int:
     os.environ.update(EDGEES_HOME=str(home), XDG_RUNTIME_DIR=str(xdg))
     with open(tmp / "answers.jsonl", "w") as f:
         for i in range(40):
-            f.write(json.dumps({"prompt": f"Write a short sentence about {i} apples.", "answer": "the apples are red"}) + "\n")
+            line = {"prompt": f"Write a short sentence about {i} apples.", "answer": "the apples are red"}
+            f.write(json.dumps(line) + "\n")
     jobs = home / "daemon" / "jobs"
     jobs.mkdir(parents=True)
     (jobs / "bench.toml").write_text(job_toml("bench", model, tmp, args))
