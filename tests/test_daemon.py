@@ -432,7 +432,8 @@ def test_submit_model_form_and_job_file_errors(env):
     assert (job.steps, job.cfg.pairs, job.publish.every, job.workdir) == (9, 2, 3, env)
     assert job.publish.dir == env / "pub" and job.task_opt == {"reward": "likelihood"}
     for text, words in ((job_toml("x", 5) + "[budget2]\n", "unknown key 'budget2'"),
-                        (job_toml("x", 5).replace("steps = 5", "minutes = 5"), "budget.minutes is not supported"),
+                        (job_toml("x", 5).replace("steps = 5", "minutes = 0"), "budget.minutes must be in"),
+                        (job_toml("x", 5).replace("steps = 5", 'minutes = "30"'), "budget.minutes must be a number"),
                         (job_toml("x", 0), "budget.steps"),
                         (job_toml("x", 5).replace("sigma = 0.3", "sigma = 9.0"), "config.sigma"),
                         (job_toml("x", 5).replace('name = "x"', 'name = "../x"'), "name '../x'"),
@@ -443,6 +444,49 @@ def test_submit_model_form_and_job_file_errors(env):
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
     p = cli("daemon", "status", check=False)
     assert p.returncode == 3 and "no edgees daemon is running" in p.stderr
+
+
+def test_daily_budget_counts_per_local_day(tmp_path):
+    from edgees.daemon.budget import FILE, DailyBudget
+    from edgees.daemon.jobs import FOREVER
+    job = parse_job(job_toml("m", 5).replace("steps = 5", "minutes = 1.5"), Path("j.toml"))
+    assert job.minutes == 1.5 and job.steps == FOREVER  # minutes alone: every day, without end
+    b = DailyBudget(tmp_path, 1.5)
+    assert b.used() == 0 and b.left() == 90
+    b.add(30, day="2026-12-05")
+    b.add(50, day="2026-12-05")
+    assert b.used("2026-12-05") == 80 and b.left("2026-12-05") == 10 and b.left("2026-12-06") == 90
+    b.add(5, day="2026-12-06")  # a new day starts from nothing
+    assert b.used("2026-12-06") == 5 and b.used("2026-12-05") == 0
+    (tmp_path / FILE).write_text("{torn")
+    assert b.used("2026-12-06") == 0  # a budget, not a log: unreadable counts as nothing used
+
+
+def test_a_job_stops_for_the_day_when_its_minutes_are_used(env):
+    from edgees.daemon.budget import FILE
+    submit(env, "day", job_toml("day", 10_000, checkpoint_every=1000).replace("steps = 10000", "minutes = 0.05"))
+    proc = start_foreground()
+    job = lambda: status()["jobs"]["day"]  # noqa: E731
+    try:
+        wait_for("the day's minutes used", lambda: job()["state"] == "waiting", proc)
+        used = job()["budget"]
+        assert used["minutes_per_day"] == 0.05 and used["used_minutes"] >= 0.05 and job_step("day") >= 1
+        held = job_step("day")
+        time.sleep(1.5)
+        assert job_step("day") == held and status()["state"] == "idle"
+    finally:
+        assert stop(proc) == 0
+    proc = start_foreground()  # a restart does not hand out the day's minutes again
+    try:
+        wait_for("the waiting job", lambda: job()["state"] == "waiting", proc)
+        budget = runs_dir() / "day" / FILE
+        row = json.loads(budget.read_text())
+        budget.write_text(json.dumps({**row, "day": "2000-01-01"}))  # the next day comes
+        wait_for("training on the new day", lambda: job_step("day") > held, proc)
+    finally:
+        assert stop(proc) == 0
+    log = (env / "edgees-home" / "daemon" / "daemon.log").read_text()
+    assert "today's 0.05 minutes are used" in log
 
 
 def test_install_print_systemd_and_launchd():

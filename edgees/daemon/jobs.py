@@ -12,7 +12,8 @@
     [config]                             # QESConfig fields (steps goes in [budget])
     sigma = 0.01
     [budget]
-    steps = 200                          # total steps of the job
+    steps = 200                          # total steps of the job (default: no end with minutes)
+    minutes = 30                         # at most 30 minutes of training a (local) day
     [publish]                            # optional: no table, nothing is published
     dir = "/home/me/models"              # default: <data dir>/daemon/published
     every = 10                           # evaluate held-out and maybe publish every 10 steps
@@ -44,7 +45,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SLICE_STEPS = 10  # steps a job runs before the next job's turn when it publishes nothing
 TOP = {"name": str, "model": str, "task": str, "threads": int, "batch": int, "workdir": str}
 TABLES = ("task_opt", "config", "budget", "publish")
-BUDGET = {"steps": int}
+BUDGET = {"steps": int, "minutes": float}
+FOREVER = 1 << 62  # budget.steps of a job given only minutes: it trains every day, without end
 PUBLISH = {"dir": str, "every": int, "keep": int, "margin": float, "hook": str}
 KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string in quotes"}
 
@@ -75,6 +77,7 @@ class Job:
     threads: int = 1
     batch: int = 32
     publish: Publish | None = None
+    minutes: float | None = None  # [budget] minutes: wall time a day (daemon/budget.py)
     path: Path | None = None  # the file it came from
 
     @property
@@ -131,16 +134,17 @@ def parse_job(text: str, path: Path | None = None, default_name: str | None = No
     config = _table(where, raw, "config", qes_kinds)
     if "steps" in config:
         raise JobError(f"{where}: steps goes in [budget] (steps = N), not in [config]")
-    if isinstance(raw.get("budget"), dict) and "minutes" in raw["budget"]:
-        raise JobError(f"{where}: budget.minutes is not supported yet; give budget.steps")
     budget = _table(where, raw, "budget", BUDGET)
+    minutes = budget.get("minutes")
     task_opt = raw.get("task_opt", {})
     if not isinstance(task_opt, dict) or not all(isinstance(v, (str, int, float, bool)) for v in task_opt.values()):
         raise JobError(f"{where}: [task_opt] must be a table of strings, numbers or true/false")
-    cfg = QESConfig(**config, steps=budget.get("steps", QESConfig.steps))
+    cfg = QESConfig(**config, steps=budget.get("steps", QESConfig.steps if minutes is None else FOREVER))
     problems = [f"config.{k} {what}" if k != "steps" else f"budget.steps {what}" for k, what in cfg.problems()]
     if cfg.steps < 1:
         problems.append("budget.steps must be >= 1")
+    if minutes is not None and not 0 < minutes <= 1440:
+        problems.append("budget.minutes must be in (0, 1440] (minutes of training a day)")
     publish = None
     if "publish" in raw:
         p = _table(where, raw, "publish", PUBLISH)
@@ -158,7 +162,8 @@ def parse_job(text: str, path: Path | None = None, default_name: str | None = No
     workdir = Path(top.get("workdir") or (path.parent if path else os.getcwd()))
     return Job(name=name, model=top["model"], task=top["task"], cfg=cfg, workdir=workdir,
                task_opt={k.replace("-", "_"): v for k, v in task_opt.items()},
-               threads=top.get("threads", 1), batch=top.get("batch", 32), publish=publish, path=path)
+               threads=top.get("threads", 1), batch=top.get("batch", 32), publish=publish, minutes=minutes,
+               path=path)
 
 
 def read_job(path: Path) -> Job:

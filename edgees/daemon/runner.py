@@ -4,12 +4,13 @@ A job's turn runs its Trainer (run dir <data dir>/daemon/runs/<name>, resumed fr
 up to its next publish point (publish.every steps, or SLICE_STEPS), evaluates held-out there (the
 trainer does at the end of every run_steps), maybe publishes, and hands over to the next job. A job
 alone keeps its Trainer open between turns. should_stop() is asked at every member boundary: a stop
-request, a pause by the user or a failing policy condition make the trainer restore the member,
-drop the partial step and checkpoint; the loop then waits (the Trainer is released after a long
-pause) and carries on where it was. Before each step the trainer re-reads the job's data file if an
-app appended to it (Trainer.follow_data; status shows the split's sizes). A job that fails (bad
-file, missing model, a reward raising) is marked "error" with its one-line reason and skipped until
-its file changes; the others go on.
+request, a pause by the user or a failing policy condition make the trainer restore the member, drop
+the partial step and checkpoint; the loop then waits (the Trainer is released after a long pause)
+and carries on where it was. A job with `[budget] minutes` gets at most that much wall time a day
+(daemon/budget.py), then waits for the next day. Before each step the trainer re-reads the job's
+data file if an app appended to it (Trainer.follow_data; status shows the split's sizes). A job that
+fails (bad file, missing model, a reward raising) is marked "error" with its one-line reason and
+skipped until its file changes; the others go on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgees.errors import EdgeesError
+from edgees.daemon.budget import DailyBudget
 from edgees.daemon.jobs import Job, JobError, read_job
 from edgees.daemon.paths import jobs_dir, runs_dir
 from edgees.daemon.policy import Policy
@@ -37,7 +39,7 @@ IDLE_POLL = 2.0  # seconds between looks at the jobs dir when there is nothing t
 class JobState:
     name: str
     path: str
-    state: str = "queued"  # queued | running | paused | done | error
+    state: str = "queued"  # queued | running | paused | waiting (the day's minutes are used) | done | error
     job: Job | None = None
     stamp: tuple = ()  # the file's (mtime_ns, size) when read
     step: int | None = None
@@ -48,12 +50,14 @@ class JobState:
     last_publish: dict | None = None
     last_gate: dict | None = None
     examples: dict | None = None  # {"train": n, "heldout": m}: the split the last step used
+    budget: dict | None = None  # [budget] minutes: {"minutes_per_day", "used_minutes"} (today's)
     extra: dict = field(default_factory=dict)
 
     def view(self) -> dict:
         return {"state": self.state, "file": self.path, "step": self.step, "steps": self.steps,
                 "heldout": self.heldout, "heldout_step": self.heldout_step, "error": self.error,
-                "last_publish": self.last_publish, "last_gate": self.last_gate, "examples": self.examples}
+                "last_publish": self.last_publish, "last_gate": self.last_gate, "examples": self.examples,
+                "budget": self.budget}
 
 
 class JobEvents(TrainerEvents):
@@ -200,6 +204,14 @@ class Runner:
             if st.step >= st.job.steps:
                 st.state = "done"
                 continue
+            if st.job.minutes is not None:
+                budget = DailyBudget(runs_dir() / name, st.job.minutes)
+                st.budget = budget.view()
+                if budget.left() <= 0:
+                    if st.state != "waiting":
+                        log.info("job %s: today's %g minutes are used; it goes on tomorrow", name, st.job.minutes)
+                    st.state = "waiting"
+                    continue
             return st
         return None
 
@@ -229,6 +241,8 @@ class Runner:
         self._release()
 
     def run_turn(self, st: JobState) -> None:
+        budget = DailyBudget(runs_dir() / st.name, st.job.minutes) if st.job.minutes is not None else None
+        t0 = time.monotonic()
         try:
             trainer = self._trainer_for(st)
             done = len(trainer.records)
@@ -240,7 +254,8 @@ class Runner:
             end = st.job.slice_end(done)
             trainer.cfg = replace(trainer.cfg, steps=end)
             st.state = "running"
-            summary = trainer.run_steps(should_stop=self.should_stop)
+            summary = trainer.run_steps(should_stop=self.should_stop,
+                                        minutes=budget.left() / 60.0 if budget is not None else None)
             st.step = summary["steps_done"]
             if summary["stopped"]:
                 st.state = "paused" if not self.stop_event.is_set() else "queued"
@@ -260,6 +275,13 @@ class Runner:
             st.state, st.error = "error", line
             self.last_name = st.name
             self._release()
+        finally:
+            if budget is not None:
+                try:
+                    budget.add(time.monotonic() - t0)
+                    st.budget = budget.view()
+                except OSError as exc:
+                    log.warning("job %s: cannot count its time in %s (%s)", st.name, budget.path, exc)
 
     def _trainer_for(self, st: JobState):
         if self.current and self.current[0] == st.name and self.current[1] == st.job:
