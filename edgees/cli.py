@@ -14,7 +14,8 @@ from edgees import __version__
 from edgees.errors import EdgeesError, os_error_line
 
 # Order here is the order in `edgees --help`.
-COMMANDS = ["info", "models", "eval", "probe", "finetune", "verify", "export", "tasks", "bench", "daemon"]
+COMMANDS = ["info", "models", "eval", "probe", "finetune", "verify", "export", "pack", "tasks", "bench",
+            "daemon"]  # pack registers `pack` and `unpack`
 
 EPILOG = """\
 quick start:
@@ -24,7 +25,9 @@ quick start:
   edgees finetune smollm2-135m --task arithmetic --run runs/demo
   edgees export runs/demo -o adapted.gguf  a GGUF llama.cpp, Ollama and LM Studio load
 
-A MODEL is a registry name (see `edgees models ls`) or a path to a .gguf file.
+A MODEL is a registry name, a path to a .gguf file, or a name in Ollama's, LM Studio's or the
+Hugging Face cache's store: ollama:NAME[:TAG], lmstudio:PUBLISHER/MODEL[/FILE], hf:ORG/REPO[/FILE]
+(see `edgees models ls`).
 The user data dir (models) is ~/.local/share/edgees, or $EDGEES_HOME.
 """
 
