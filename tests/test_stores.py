@@ -238,3 +238,89 @@ def test_finetune_and_eval_on_store_models_leave_the_stores_byte_identical(store
     r = run(env, "export", tmp_path / "run0", "-o", tmp_path / "out.gguf")
     assert r.returncode == 0, r.stderr
     assert snapshot(*roots) == before
+
+
+# ---- publishing: export --to ollama / lmstudio --------------------------------------------------
+
+def _modelfile_block(text: str, keyword: str) -> str:
+    m = re.search(rf'^{keyword} """(.*?)"""$', text, re.S | re.M)
+    assert m, text
+    return m.group(1)
+
+
+@pytest.fixture
+def ollama_run(store_env, tmp_path):
+    """A 2-step toy run whose base is ollama:toy: (env, paths, run dir)."""
+    env, paths = store_env
+    data = write_answers(tmp_path / "answers.jsonl")
+    r = run(env, *finetune_args("ollama:toy", tmp_path / "run", data, steps=2, likelihood=True))
+    assert r.returncode == 0, r.stderr
+    return env, paths, tmp_path / "run"
+
+
+def test_export_to_ollama_runs_ollama_create_with_the_bases_template(ollama_run, tmp_path):
+    env, paths, run_dir = ollama_run
+    before = snapshot(paths["ollama"])
+    bin_dir, calls = tmp_path / "bin", tmp_path / "ollama-calls"
+    bin_dir.mkdir()
+    stub = bin_dir / "ollama"
+    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {calls}\necho "success"\n')
+    stub.chmod(0o755)
+    out = tmp_path / "adapted.gguf"
+    env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+    r = run(env, "export", run_dir, "-o", out, "--to", "ollama:adapted", "--json")
+    assert r.returncode == 0, r.stderr
+    pub = json.loads(r.stdout)["published"]
+    mf = tmp_path / "adapted.Modelfile"
+    assert pub["ran"] and pub["modelfile"] == str(mf) and pub["from_ollama_base"] == "ollama:toy:latest"
+    assert calls.read_text().splitlines() == ["create", "adapted", "-f", str(mf)]
+    text = mf.read_text()
+    assert re.search(rf"^FROM {re.escape(str(out))}$", text, re.M)
+    assert _modelfile_block(text, "TEMPLATE") == OLLAMA_TEMPLATE
+    assert _modelfile_block(text, "SYSTEM") == OLLAMA_SYSTEM
+    params = [line for line in text.splitlines() if line.startswith("PARAMETER ")]
+    assert params == ['PARAMETER stop "<|im_start|>"', 'PARAMETER stop "<|im_end|>"',
+                      "PARAMETER temperature 0.2", "PARAMETER num_ctx 256"]
+    assert snapshot(paths["ollama"]) == before  # edgees itself never writes into Ollama's store
+
+    # ollama not on PATH: the exact command is printed; an existing Modelfile needs --force
+    r = run({**env, "PATH": str(tmp_path / "nowhere")}, "export", run_dir, "-o", out, "--force",
+            "--to", "ollama:me/adapted:v2")
+    assert r.returncode == 0, r.stderr
+    assert f"  ollama create me/adapted:v2 -f {mf}" in r.stdout.splitlines()
+    assert "copies the GGUF into its own store" in r.stdout
+    line = one_line_error(run(env, "export", run_dir, "-o", tmp_path / "new.gguf", "--to", "ollama:a b"))
+    assert "give an Ollama model name" in line and not (tmp_path / "new.gguf").exists()
+    (tmp_path / "other.Modelfile").write_text("mine\n")
+    line = one_line_error(run(env, "export", run_dir, "-o", tmp_path / "other.gguf", "--to", "ollama:x"))
+    assert "other.Modelfile exists; pass --force" in line
+    assert not (tmp_path / "other.gguf").exists() and (tmp_path / "other.Modelfile").read_text() == "mine\n"
+
+
+def test_export_of_a_run_on_a_non_ollama_base_writes_a_plain_modelfile(store_env, tmp_path):
+    env, _ = store_env
+    data = write_answers(tmp_path / "answers.jsonl")
+    assert run(env, *finetune_args("hf:org/toy-GGUF", tmp_path / "run", data, steps=1, likelihood=True)).returncode == 0
+    r = run({**env, "PATH": str(tmp_path / "nowhere")}, "export", tmp_path / "run", "-o", tmp_path / "a.gguf",
+            "--to", "ollama:a")
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "a.Modelfile").read_text()
+    assert f"FROM {tmp_path / 'a.gguf'}\n" in text and "TEMPLATE" not in text and "PARAMETER" not in text
+
+
+def test_export_to_lmstudio_links_or_copies_into_its_tree(ollama_run, tmp_path):
+    env, paths, run_dir = ollama_run
+    out = tmp_path / "adapted.gguf"
+    r = run(env, "export", run_dir, "-o", out, "--to", "lmstudio", "--json")
+    assert r.returncode == 0, r.stderr
+    pub = json.loads(r.stdout)["published"]
+    dest = paths["lmstudio"] / "edgees" / "adapted" / "adapted.gguf"
+    assert pub["path"] == str(dest) and pub["how"] in ("hard link", "copy")
+    assert out.is_file() and dest.read_bytes() == out.read_bytes()  # never moved
+    assert models.resolve_model("lmstudio:edgees/adapted") == dest
+    again = tmp_path / "again"
+    again.mkdir()
+    line = one_line_error(run(env, "export", run_dir, "-o", again / "adapted.gguf", "--to", "lmstudio:edgees/adapted"))
+    assert f"{dest} exists; pass --force" in line and not list(again.iterdir())
+    r = run(env, "export", run_dir, "-o", out, "--force", "--to", "lmstudio:edgees/adapted")
+    assert r.returncode == 0 and "placed in LM Studio as lmstudio:edgees/adapted/adapted.gguf" in r.stdout

@@ -1,4 +1,5 @@
-"""`edgees export RUN_DIR -o OUT.gguf [--step N]`: the adapted model as a GGUF any llama.cpp loads."""
+"""`edgees export RUN_DIR -o OUT.gguf [--step N] [--to ollama:NAME | lmstudio[:P/M]]`: the adapted model
+as a GGUF any llama.cpp loads, optionally published to Ollama or LM Studio (edgees/stores/publish.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ examples:
   edgees export runs/demo -o adapted.gguf
   edgees export runs/demo -o step20.gguf --step 20
   edgees export runs/demo -o adapted.gguf --model ~/models/base.gguf    base moved since the run
+  edgees export runs/demo -o adapted.gguf --to ollama:adapted            then: ollama run adapted
+  edgees export runs/demo -o adapted.gguf --to lmstudio:me/adapted       into LM Studio's models dir
 
 The weights are rebuilt from the base model (run.json names it; checked by sha256) and the step
 log; OUT has the base's tensors, types, shapes and order, only the trained weight bytes changed,
 plus edgees.base_sha256 / edgees.step / edgees.log_sha256 / edgees.version metadata. Two exports
 of one run are byte-identical. OUT is written atomically; an existing OUT needs --force.
+
+--to ollama:NAME writes OUT.Modelfile beside OUT (FROM OUT; when the base came from an Ollama store,
+its TEMPLATE, SYSTEM and PARAMETER lines too) and runs `ollama create NAME -f OUT.Modelfile` if ollama
+is on PATH, else prints that command; Ollama copies the GGUF into its own store. --to lmstudio places
+OUT in LM Studio's models dir as PUBLISHER/MODEL/<OUT's name> (default edgees/<OUT's stem>), as a hard
+link or a copy, never a move.
 """
 
 
@@ -31,18 +40,27 @@ def register(sub) -> None:
                    help="export the weights after N steps (default: the last logged step)")
     p.add_argument("--model", default=None, metavar="PATH",
                    help="the base model, if not where run.json says (checked by sha256)")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--to", default=None, metavar="TARGET",
+                   help="publish OUT: ollama:NAME or lmstudio[:PUBLISHER/MODEL] (see below)")
+    p.add_argument("--force", action="store_true", help="replace OUT (and the --to target's file) if it exists")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from edgees.run.export import export_gguf
+    from edgees.stores import publish
 
     model = None
     if args.model is not None:
         from edgees.models import resolve_model
         model = resolve_model(args.model)
+    target = None
+    if args.to is not None:  # checked before the rebuild: a bad target fails at once
+        target = publish.parse_target(args.to, Path(args.output))
+        publish.check_target(*target, Path(args.output), args.force)
     update, close = progress_bar("rebuilding", args.json)
     try:
         res = export_gguf(args.run, args.output, step=args.step, model=model, force=args.force,
@@ -51,6 +69,10 @@ def run(args) -> int:
         close()
     for line in res.pop("warnings"):
         print(f"edgees: warning: {line}", file=sys.stderr)
+    if target is not None:
+        kind, arg = target
+        res["published"] = (publish.publish_ollama(arg, Path(res["out"]), Path(res["base_model"])) if kind == "ollama"
+                            else publish.publish_lmstudio(arg, Path(res["out"]), args.force))
     if args.json:
         print(json.dumps(res, sort_keys=True))
         return 0
@@ -59,4 +81,24 @@ def run(args) -> int:
         note += f" (from the checkpoint of step {res['from_checkpoint']})"
     print(f"wrote {res['out']}: step {res['step']}/{res['steps_logged']} of {args.run}, "
           f"{res['bytes']} bytes, sha256 {res['sha256'][:16]}...{note}")
+    if target is not None:
+        print_published(res["published"])
     return 0
+
+
+def print_published(pub: dict) -> None:
+    if "modelfile" in pub:
+        carried = (f" with the TEMPLATE, SYSTEM and PARAMETERs of {pub['from_ollama_base']}"
+                   if pub["from_ollama_base"] else "")
+        print(f"wrote {pub['modelfile']}{carried}")
+        name = pub["target"].removeprefix("ollama:")
+        if pub["ran"]:
+            print(f"ran: {pub['command']} ({pub.get('output') or 'ok'}); Ollama copied the GGUF into its own "
+                  f"store; chat with it: ollama run {name}")
+        else:
+            print(f"ollama is not on PATH; to load it into Ollama (which copies the GGUF into its own store), run:\n"
+                  f"  {pub['command']}")
+    else:
+        print(f"placed in LM Studio as {pub['name']} ({pub['how']} of the exported file: {pub['path']})")
+        if pub.get("hint"):
+            print(f"or import it with: {pub['hint']}")

@@ -1,0 +1,158 @@
+"""Publishing an exported GGUF to the tools people chat in: Ollama (a Modelfile, then `ollama create`)
+and LM Studio (the file placed in its models tree). The user's file is never moved.
+
+    --to ollama:NAME                 OUT.Modelfile beside OUT: FROM OUT, and when the base model came
+                                     from an Ollama store, its TEMPLATE, SYSTEM and PARAMETER lines, so
+                                     the adapted model chats as the base did; then `ollama create NAME
+                                     -f OUT.Modelfile` when ollama is on PATH (Ollama copies the GGUF
+                                     into its own store), else the command to run
+    --to lmstudio[:PUBLISHER/MODEL]  <LM Studio models dir>/PUBLISHER/MODEL/<OUT's name>, a hard link
+                                     to OUT when the file system allows, else a copy (default
+                                     PUBLISHER/MODEL: edgees/<OUT's stem>)
+
+check_target() runs before the (slow) export, so a bad target or an existing file fails first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from edgees import __version__
+from edgees.errors import EdgeesError
+from edgees.fileio import atomic_write, fsync_dir
+from edgees.stores import files, ollama
+
+OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$")
+LMS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+TARGETS = "ollama:NAME or lmstudio[:PUBLISHER/MODEL]"
+
+
+def parse_target(text: str, out: Path) -> tuple[str, str]:
+    """--to TEXT -> ("ollama", NAME) or ("lmstudio", "PUBLISHER/MODEL")."""
+    kind, sep, arg = text.partition(":")
+    if kind == "ollama":
+        if not arg or not OLLAMA_NAME.match(arg):
+            raise EdgeesError(f"--to {text}: give an Ollama model name, e.g. --to ollama:{_slug(out.stem)} "
+                              "or --to ollama:me/adapted:v1")
+        return kind, arg
+    if kind == "lmstudio":
+        arg = arg or f"edgees/{_slug(out.stem)}"
+        if not LMS_NAME.match(arg):
+            raise EdgeesError(f"--to {text}: give PUBLISHER/MODEL, e.g. --to lmstudio:edgees/{_slug(out.stem)}")
+        return kind, arg
+    raise EdgeesError(f"--to {text}: not a target; give {TARGETS}")
+
+
+def _slug(stem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._") or "adapted"
+
+
+def modelfile_path(out: Path) -> Path:
+    return out.with_suffix(".Modelfile")
+
+
+def lmstudio_dest(arg: str, out: Path) -> Path:
+    roots = files.lmstudio_roots()
+    if not roots:
+        looked = ", ".join(map(str, files.lmstudio_roots(existing=False)))
+        raise EdgeesError(f"LM Studio's models dir was not found (looked in {looked}); start LM Studio once, "
+                          f"or load {out} in it by hand")
+    return roots[0] / arg / out.name
+
+
+def check_target(kind: str, arg: str, out: Path, force: bool) -> None:
+    """Refuse, before anything is written, a target file that exists (without force)."""
+    dest = modelfile_path(out) if kind == "ollama" else lmstudio_dest(arg, out)
+    if dest.exists() and not force:
+        raise EdgeesError(f"{dest} exists; pass --force to replace it")
+
+
+# ---- Ollama ------------------------------------------------------------------------------------
+
+def _block(keyword: str, text: str) -> str:
+    if '"""' in text:
+        raise EdgeesError(f"the base model's {keyword.lower()} holds \"\"\", which a Modelfile cannot quote; "
+                          f"write the Modelfile's {keyword} by hand")
+    return f'{keyword} """{text}"""'
+
+
+def _param_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return json.dumps(v) if isinstance(v, str) else str(v)
+
+
+def modelfile_text(gguf: Path, settings: dict | None) -> str:
+    """A Modelfile: FROM the GGUF, then the base's TEMPLATE, SYSTEM and PARAMETERs when known."""
+    lines = [f"# Written by edgees {__version__}: the adapted model"
+             + (f", chatting as ollama:{settings['name']} does" if settings else ""),
+             f"FROM {gguf}"]
+    if settings is None:
+        lines.append("# The base did not come from an Ollama store: Ollama takes the chat template from "
+                     "the GGUF's metadata")
+        return "\n".join(lines) + "\n"
+    if settings.get("template") is not None:
+        lines.append(_block("TEMPLATE", settings["template"]))
+    if settings.get("system") is not None:
+        lines.append(_block("SYSTEM", settings["system"]))
+    for key, value in (settings.get("params") or {}).items():
+        for v in value if isinstance(value, list) else [value]:
+            lines.append(f"PARAMETER {key} {_param_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def publish_ollama(name: str, out: Path, base_path: Path) -> dict:
+    """Write OUT.Modelfile; run `ollama create` when ollama is on PATH. The result says what ran
+    (or the command to run) and where the Modelfile is."""
+    out = Path(out).resolve()
+    settings = ollama.settings_for_blob(base_path)
+    mf = modelfile_path(out)
+    atomic_write(mf, modelfile_text(out, settings).encode())
+    cmd = ["ollama", "create", name, "-f", str(mf)]
+    res = {"target": f"ollama:{name}", "modelfile": str(mf), "command": shlex.join(cmd),
+           "from_ollama_base": None if settings is None else f"ollama:{settings['name']}", "ran": False}
+    exe = shutil.which("ollama")
+    if exe is None:
+        return res
+    p = subprocess.run([exe, *cmd[1:]], stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+    tail = (p.stdout + p.stderr).strip().splitlines()[-1:] or [""]
+    if p.returncode != 0:
+        raise EdgeesError(f"`{res['command']}` failed (exit {p.returncode}): {tail[0][:200]}; {out} and {mf} "
+                          "are written: fix the cause and run the command again")
+    res.update(ran=True, output=tail[0])
+    return res
+
+
+# ---- LM Studio ---------------------------------------------------------------------------------
+
+def publish_lmstudio(arg: str, out: Path, force: bool) -> dict:
+    """Place OUT in LM Studio's tree: a hard link when possible, else a copy; never a move."""
+    out = Path(out)
+    dest = lmstudio_dest(arg, out)
+    check_target("lmstudio", arg, out, force)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(out, tmp)
+            how = "hard link"
+        except OSError:
+            shutil.copyfile(out, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            how = "copy"
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(dest.parent)
+    res = {"target": f"lmstudio:{arg}", "path": str(dest), "how": how, "name": f"lmstudio:{arg}/{dest.name}"}
+    if shutil.which("lms"):
+        res["hint"] = f"lms import {shlex.quote(str(out))}"
+    return res
