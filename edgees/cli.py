@@ -14,8 +14,8 @@ from edgees import __version__
 from edgees.errors import EdgeesError, os_error_line
 
 # Order here is the order in `edgees --help`.
-COMMANDS = ["info", "models", "eval", "probe", "finetune", "verify", "export", "pack", "tasks", "bench",
-            "daemon"]  # pack registers `pack` and `unpack`
+COMMANDS = ["info", "models", "eval", "probe", "finetune", "verify", "export", "pack", "chat", "compare",
+            "tasks", "bench", "daemon"]  # pack registers `pack` and `unpack`
 
 EPILOG = """\
 quick start:

@@ -1,0 +1,93 @@
+"""`edgees compare BASE ADAPTED --task T [--n N]`: two models on the same held-out prompts, side by side.
+
+Each of BASE and ADAPTED is a MODEL or a RUN_DIR (its latest weights; see chat.py). Both answer the
+first N held-out examples of the task (the same N on every machine, as eval picks them), greedily;
+the task's metrics (and the log-likelihood, for a likelihood task) are printed in two columns, then
+the first K prompts with both completions. The models are loaded one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from edgees.commands import add_run_options, given, positive_int
+
+EXAMPLES = """\
+examples:
+  edgees compare smollm2-135m runs/demo --task arithmetic
+  edgees compare smollm2-135m adapted.gguf --task jsonl:support.jsonl --n 40 --samples 5
+  edgees compare ollama:llama3.2:1b runs/l32 --task arithmetic --json
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compare", help="a base and an adapted model on the same held-out prompts",
+                       description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("base", metavar="BASE", help="a MODEL or RUN_DIR")
+    p.add_argument("adapted", metavar="ADAPTED", help="a MODEL or RUN_DIR (a run dir: its latest weights)")
+    add_run_options(p)
+    p.add_argument("--n", type=positive_int, default=None, help="held-out examples (default: the task's)")
+    p.add_argument("--samples", type=int, default=3, metavar="K", help="completions shown side by side (3)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
+    p.set_defaults(func=run)
+
+
+def evaluate(spec: str, task, examples, threads, batch: int, verbose: bool) -> dict:
+    from edgees.commands.chat import open_model
+    from edgees.commands.eval import _generate
+
+    with open_model(spec, threads, batch, task.max_tokens, verbose) as (engine, what):
+        completions, _, generated, wall = _generate(engine, task, examples, batch, quiet=True)
+        metrics = task.metrics(examples, completions)
+        if task.reward_mode == "likelihood":
+            metrics["loglik"] = sum(task.train_rewards(engine, examples)) / max(1, len(examples))
+    return {"model": spec, "loaded": what, "metrics": metrics, "completions": completions,
+            "seconds": wall, "generated_tokens": generated}
+
+
+def _prompt_text(prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return " | ".join(m["content"] if isinstance(m, dict) else m.content for m in prompt)
+
+
+def run(args) -> int:
+    from edgees.run.config import resolve
+    from edgees.tasks.base import get_task
+
+    res = resolve(given(args, ("task", "task_opt", "threads", "batch")), args.config)
+    opts = res.opts
+    task = get_task(opts.task, **opts.task_opt)  # a bad task fails before any loading
+    _, examples = task.split(n_heldout=args.n)
+    sides = [evaluate(spec, task, examples, opts.threads, opts.batch, args.verbose)
+             for spec in (args.base, args.adapted)]
+    k = max(0, args.samples)
+    samples = [{"prompt": e.prompt, "base": b, "adapted": a}
+               for e, b, a in zip(examples[:k], sides[0]["completions"], sides[1]["completions"])]
+    result = {"task": opts.task, "n": len(examples),
+              "base": {key: v for key, v in sides[0].items() if key != "completions"},
+              "adapted": {key: v for key, v in sides[1].items() if key != "completions"},
+              "samples": samples}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    names = list(sides[0]["metrics"]) + [n for n in sides[1]["metrics"] if n not in sides[0]["metrics"]]
+    width = max([len(n) for n in names] + [6])
+    print(f"{opts.task}, {len(examples)} held-out prompts")
+    print(f"{'':<{width}}  {'base':>12}  {'adapted':>12}")
+    for name in names:
+        b, a = (s["metrics"].get(name) for s in sides)
+        print(f"{name:<{width}}  {_fmt(b):>12}  {_fmt(a):>12}")
+    print(f"{'base':<{width}}  {args.base}\n{'adapted':<{width}}  {args.adapted}")
+    for i, s in enumerate(samples, 1):
+        print(f"\n[{i}] {_prompt_text(s['prompt'])[:100]}")
+        print(f"  base:    {s['base']!r}")
+        print(f"  adapted: {s['adapted']!r}")
+    return 0
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
