@@ -235,3 +235,16 @@ def test_the_trainer_reports_through_typed_events(tmp_path, tiny_models):
     assert seen == [("heldout", 0, 3),
                     ("member", 0, 0), ("member", 0, 1), ("checkpoint", 1), ("step", 1, False),
                     ("member", 1, 0), ("member", 1, 1), ("checkpoint", 2), ("step", 2, True)]
+
+
+def test_default_alpha_follows_sigma_and_pairs():
+    """Left out, alpha keeps a pair hit's move at 0.25 code steps, so --pairs 16 does not halve it
+    (below ~0.25 nothing rounds to a move); given anywhere, it is taken as it is."""
+    from edgees.run.config import resolve
+    assert resolve({"task": "arithmetic"}).cfg.alpha == 0.02  # 0.25 x 0.01 x 8: the old default, bit for bit
+    res = resolve({"task": "arithmetic", "pairs": 16})
+    assert res.cfg.alpha == 0.04 and res.label("alpha") == "default: 0.25 x sigma x pairs"
+    assert resolve({"task": "arithmetic", "pairs": 16, "sigma": 0.02}).cfg.alpha == 0.08
+    assert resolve({"task": "arithmetic", "pairs": 16, "alpha": 0.02}).cfg.alpha == 0.02
+    header = {"config": {**asdict(QESConfig()), "pairs": 4, "alpha": 0.05}, "task": "arithmetic"}
+    assert resolve({}, header=header).cfg.alpha == 0.05  # a resumed run keeps its recorded alpha

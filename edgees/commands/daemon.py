@@ -75,7 +75,8 @@ def _submit_parser(dsub) -> None:
         if isinstance(f.default, bool):
             sb.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
         else:
-            sb.add_argument(flag, type=type(f.default), default=None, metavar=f.name[0].upper(), help=f.metadata["help"])
+            sb.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None, metavar=f.name[0].upper(),
+                            help=f.metadata["help"])
     sb.add_argument("--publish-dir", default=None, metavar="DIR", help="publish here (turns publishing on)")
     sb.add_argument("--publish-every", type=int, default=None, metavar="M", help="publish every M steps (default 10)")
     sb.add_argument("--publish-keep", type=int, default=None, metavar="N", help="versions kept (default 3)")

@@ -55,8 +55,9 @@ def register(sub) -> None:
         if isinstance(f.default, bool):
             p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
         else:
-            p.add_argument(flag, type=type(f.default), default=None, metavar=f.name[0].upper(),
-                           help=f"{f.metadata['help']} (default {f.default})")
+            shown = "" if f.default is None else f" (default {f.default})"  # alpha's is in its help
+            p.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None, metavar=f.name[0].upper(),
+                           help=f"{f.metadata['help']}{shown}")
     p.add_argument("--minutes", type=float, default=None, help=RunOptions.help("minutes"))
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings and exit: no model loaded, nothing written")

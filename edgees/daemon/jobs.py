@@ -130,7 +130,7 @@ def parse_job(text: str, path: Path | None = None, default_name: str | None = No
     if not name or not NAME_RE.match(name):
         raise JobError(f"{where}: name {name!r} must be 1-64 letters, digits, '_', '.' or '-' "
                        "(it names the run dir and the published files)")
-    qes_kinds = {f.name: type(f.default) for f in fields(QESConfig)}
+    qes_kinds = {f.name: QESConfig.kind(f.name) for f in fields(QESConfig)}
     config = _table(where, raw, "config", qes_kinds)
     if "steps" in config:
         raise JobError(f"{where}: steps goes in [budget] (steps = N), not in [config]")

@@ -17,6 +17,15 @@ from edgees.errors import EdgeesError
 from edgees.qes import noise
 
 EF_MODES = ("replay", "residual", "off")
+# What a pair hit (a_j = 1) moves a 4-bit code by when --alpha is not given: alpha = HIT_STEP * sigma * pairs.
+# Measured on SmolLM2 (docs/results/arithmetic-alpha-threshold.md): 0.125 moves almost nothing (a
+# step rounds to a move only from 0.5 up), 0.5 too much; 0.25 learned.
+HIT_STEP = 0.25
+
+
+def default_alpha(sigma: float, pairs: int) -> float:
+    """The step size that keeps a pair hit's move at HIT_STEP code steps for this sigma and pairs."""
+    return HIT_STEP * sigma * pairs
 COEF_MODES = ("zscore", "rank")
 
 
@@ -33,7 +42,7 @@ class QESConfig:
     pairs: int = field(default=8, metadata={"help": "antithetic pairs per step (population = 2 x pairs)"})
     prompts: int = field(default=12, metadata={"help": "training prompts per member per step"})
     sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (the same relative step on every type)"})
-    alpha: float = field(default=0.02, metadata={"resume": True, "help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that)"})
+    alpha: float | None = field(default=None, metadata={"resume": True, "kind": float, "help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that); default 0.25 x sigma x pairs (0.02 at the default sigma and pairs): a hit moves a code a quarter step whatever --pairs and --sigma are"})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
     window: int = field(default=50, metadata={"help": "replay window K (steps)"})
@@ -44,6 +53,16 @@ class QESConfig:
     checkpoint_every: int = field(default=20, metadata={"resume": True, "help": "write a checkpoint every C steps and at every stop (0: never; the log alone still determines the weights)"})
     checkpoint_keep: int = field(default=2, metadata={"resume": True, "help": "checkpoints kept (older ones are deleted)"})
     include_embeddings: bool = field(default=False, metadata={"help": "also train token_embd / output"})
+
+    def __post_init__(self) -> None:
+        if self.alpha is None:  # the default follows sigma and pairs: a pair hit moves a code HIT_STEP
+            object.__setattr__(self, "alpha", default_alpha(self.sigma, self.pairs))
+
+    @classmethod
+    def kind(cls, name: str) -> type:
+        """The type of a field's values (alpha's default is "derived", so not its default's type)."""
+        f = next(f for f in fields(cls) if f.name == name)
+        return f.metadata.get("kind", type(f.default))
 
     @classmethod
     def from_header(cls, header: dict) -> "QESConfig":
@@ -73,7 +92,7 @@ class QESConfig:
             out.append(("eval_n", "must be >= 1"))
         if not (0.0 < self.sigma <= 4.0):
             out.append(("sigma", "must be in (0, 4] code steps (0.01 is a good start)"))
-        if not (self.alpha > 0.0):
+        if not (self.alpha > 0.0):  # noqa: SIM201 (NaN is refused too)
             out.append(("alpha", "must be > 0"))
         if not (0.0 <= self.gamma < 1.0):
             out.append(("gamma", "must be in [0, 1)"))

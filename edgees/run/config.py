@@ -89,12 +89,14 @@ class Resolved:
     def label(self, key: str) -> str:
         """Where a key's value came from, for a person: command line, the file's path, run.json, default."""
         source = self.sources.get(key, "default")
+        if key == "alpha" and source == "default":
+            return "default: 0.25 x sigma x pairs"
         return {"cli": "command line", "file": str(self.config_file)}.get(source, source)
 
 
 def kinds() -> dict[str, type]:
     """Every key a config file may hold -> the type of its value (QESConfig's fields first)."""
-    out = {f.name: type(f.default) for f in fields(QESConfig)}
+    out = {f.name: QESConfig.kind(f.name) for f in fields(QESConfig)}
     out.update({f.name: f.metadata["kind"] for f in fields(RunOptions)})
     return out
 
@@ -146,7 +148,7 @@ def resolve(cli: dict, config_file=None, header: dict | None = None) -> Resolved
         recorded = {k: v for k, v in header.get("config", {}).items() if k in qes_names}
         recorded["task"] = header.get("task")
         recorded["task_opt"] = dict(header.get("task_options") or {})
-    defaults = {**asdict(QESConfig()), **asdict(RunOptions())}
+    defaults = {**{f.name: f.default for f in fields(QESConfig)}, **asdict(RunOptions())}  # alpha None: derived
     values: dict = {}
     task_opt: dict = {}
     sources: dict[str, str] = {}
