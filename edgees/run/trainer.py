@@ -27,6 +27,7 @@ from edgees.run.events import TrainerEvents
 from edgees.run.export import write_live
 from edgees.run.log import RunDir, StepRecord
 from edgees.run.rebuild import apply_step, from_checkpoint, rebuild
+from edgees.tasks.base import TEACHER_FORCED
 
 WINDOW_DIR = "window"  # the replay window's cache files (qes/window.py), deleted at close
 
@@ -84,8 +85,8 @@ def heldout_metrics(task, engine, heldout, n: int) -> dict:
     t0 = time.perf_counter()
     _, metrics, _ = task.evaluate(engine, heldout[:n])
     metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-    if task.reward_mode == "likelihood":  # the training objective on held-out prompts, too
-        metrics["loglik"] = float(np.mean(task.train_rewards(engine, heldout[:n])))
+    if task.reward_mode in TEACHER_FORCED:  # the reference answers' log-likelihood on held-out prompts, too
+        metrics["loglik"] = float(np.mean(task.loglik(engine, heldout[:n])))
     metrics["seconds"] = time.perf_counter() - t0
     metrics["n"] = min(n, len(heldout))
     return metrics
