@@ -33,6 +33,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mem-cap-mb", type=float, default=None,
                    help="bound the context memory of one batch (KV cache + logits)")
     p.add_argument("--samples", type=int, default=0, metavar="K", help="also show the first K completions")
+    p.add_argument("--shots", type=int, default=0, metavar="K",
+                   help="lead each prompt with K worked examples from the train split (question and "
+                   "reference answer; chat tasks as earlier turns): the few-shot baseline to hold a "
+                   "fine-tune against (default 0: zero-shot)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
     p.set_defaults(func=run)
@@ -44,12 +48,16 @@ def run(args) -> int:
     from edgees.gguf.working_copy import WorkingCopy
     from edgees.qes.trainable import trainable_tensors
     from edgees.run.config import resolve
-    from edgees.tasks.base import get_task
+    from edgees.tasks.base import TEACHER_FORCED, get_task
+    from edgees.tasks.shots import shot_examples, with_shots
 
     res = resolve(given(args, ("task", "task_opt", "threads", "batch")), args.config)
     opts = res.opts
     n = args.n if args.n is not None else res.cfg.eval_n if res.sources["eval_n"] == "file" else None
     task = get_task(opts.task, **opts.task_opt)  # bad task: fail before any loading
+    shots = shot_examples(task, args.shots)
+    if shots:
+        task.reference(shots[0])  # no reference answers: the one-line error before loading
     path = resolve_model(args.model)
     t_start = time.perf_counter()
     with WorkingCopy(path) as wc:
@@ -58,16 +66,17 @@ def run(args) -> int:
                        max_tokens=task.max_tokens, mem_cap_mb=args.mem_cap_mb, verbose=args.verbose) as engine:
             load_s = time.perf_counter() - t_start
             _, examples = task.split(n_heldout=n)
+            examples = with_shots(task, examples, shots)
             completions, prompt_tokens, generated, wall = _generate(engine, task, examples, opts.batch, args.json)
             loglik = None
-            if task.reward_mode == "likelihood":  # the training objective, as finetune reports it
-                loglik = sum(task.train_rewards(engine, examples)) / max(1, len(examples))
+            if task.reward_mode in TEACHER_FORCED:  # the reference's log-likelihood, as finetune reports it
+                loglik = sum(task.loglik(engine, examples)) / max(1, len(examples))
     metrics = task.metrics(examples, completions)
     if loglik is not None:
         metrics["loglik"] = loglik
     total_s = time.perf_counter() - t_start
     result = {
-        "model": args.model, "path": str(path), "task": opts.task, "n": len(examples),
+        "model": args.model, "path": str(path), "task": opts.task, "n": len(examples), "shots": args.shots,
         "metrics": metrics, "wall_s": wall, "load_s": load_s, "total_s": total_s,
         "prompt_tokens": prompt_tokens, "generated_tokens": generated,
         "tokens_per_s": (prompt_tokens + generated) / wall if wall > 0 else 0.0,
@@ -82,7 +91,8 @@ def run(args) -> int:
         print(json.dumps(result))
         return 0
     shown = "  ".join(f"{k} {_fmt(k, v)}" for k, v in metrics.items())
-    print(f"{args.model}  {opts.task}  n={len(examples)}  {shown}")
+    k = f"  {args.shots}-shot" if args.shots else ""
+    print(f"{args.model}  {opts.task}{k}  n={len(examples)}  {shown}")
     print(f"  {len(examples)} prompts in {wall:.1f} s: {generated} generated tokens, "
           f"{result['tokens_per_s']:.0f} tok/s prompt+generated, {result['generated_tokens_per_s']:.1f} "
           f"generated tok/s ({engine.n_threads} threads, batch {opts.batch}; load {load_s:.1f} s)")

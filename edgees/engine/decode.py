@@ -198,7 +198,16 @@ def _log_softmax_at(row: np.ndarray, token: int) -> float:
     return float(r[token] - m - np.log(np.exp(r - m).sum()))
 
 
-def score(engine, prompts: list, targets: list, end_token: int | None = None) -> tuple[list[float], dict]:
+def _margin_at(row: np.ndarray, token: int, cap: float) -> float:
+    """The reference token's logit lead over the best other token, capped at `cap` (> 0: it is the argmax)."""
+    r = row.astype(np.float64)
+    own = r[token]
+    r[token] = -np.inf
+    return float(min(own - r.max(), cap))
+
+
+def score(engine, prompts: list, targets: list, end_token: int | None = None,
+          margin: float | None = None) -> tuple[list[float], dict]:
     t0 = time.perf_counter()
     st: dict = {}
     c = engine.context
@@ -222,7 +231,8 @@ def score(engine, prompts: list, targets: list, end_token: int | None = None) ->
             n_pre = min(common_prefix(seqs), min(first))
             c.ensure(n_pre + sum(len(s) - n_pre for s in seqs), len(seqs), min(SCORE_OUTPUTS, n_out))
             for k, p, row in _prefill(c, engine.n_vocab, seqs, upto, first, c.n_outputs, st):
-                result[idx[k]] += _log_softmax_at(row, seqs[k][p + 1])
+                tok = seqs[k][p + 1]
+                result[idx[k]] += _log_softmax_at(row, tok) if margin is None else _margin_at(row, tok, margin)
     engine.synchronize()
     st.update({"prompts": len(full), "target_tokens": sum(map(len, ttoks)), "wall_s": time.perf_counter() - t0})
     return result, st

@@ -274,12 +274,14 @@ class Engine:
                                                [s for s in (stop or []) if s])
         return out
 
-    def score(self, prompts, targets, end_turn: bool = False) -> list[float]:
+    def score(self, prompts, targets, end_turn: bool = False, margin: float | None = None) -> list[float]:
         """Teacher-forced log-likelihood (natural log, summed over tokens) of each target after its
         prompt; the target is tokenized on its own, without special tokens. end_turn=True also
-        scores the end-of-turn token after it (end_of_turn()): the answer and nothing more."""
+        scores the end-of-turn token after it (end_of_turn()): the answer and nothing more.
+        margin=CAP scores each target token by its logit's lead over the best other token, capped at
+        CAP, instead of its log-probability: positive exactly where greedy decoding would write it."""
         out, self.last_stats = decode.score(self, list(prompts), list(targets),
-                                            self.end_of_turn() if end_turn else None)
+                                            self.end_of_turn() if end_turn else None, margin)
         return out
 
     def logits(self, prompt) -> np.ndarray:

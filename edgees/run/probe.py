@@ -91,7 +91,7 @@ def recommend(base: float, rows: list[dict], reward_mode: str) -> tuple[float | 
     if flat:
         fix = ("shape the reward (give partial credit for the right format, a near miss, a shorter answer) "
                "so that nearby models score differently")
-        if reward_mode != "likelihood":
+        if reward_mode == "generate":
             fix += ", or use --task-opt reward=likelihood (tasks with reference answers: arithmetic, jsonl:)"
         return None, True, (f"no signal: the base and every member at every sigma scored exactly {base:.4g}, "
                             f"so ES has nothing to compare; {fix}")

@@ -20,6 +20,8 @@ Reward (shaped; a binary strict reward gives ES nothing to climb on SmolLM2-135M
 Everything below strict stays < 0.7, so strict answers always win.
 reward=likelihood instead trains on the log-likelihood of the bare sum and the end of the turn
 ("78<|im_end|>"): no generation per member, and a slope even while no answer is strict.
+reward=margin scores the same tokens by their logit's lead over the runner-up, capped (base.MARGIN_CAP):
+the greedy answer is strict-correct exactly when every one of them leads.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class Task:
         return {"reward": mean(self.rewards(examples, completions))}
 
     # ---- what ES climbs ------------------------------------------------------------------------
-    reward_mode: str = "generate"  # or "likelihood" (tasks with reference answers, option reward=)
+    reward_mode: str = "generate"  # or "likelihood" / "margin" (tasks with reference answers, option reward=)
 
     def reference(self, example: Example) -> str:
         """The reference answer of an example, as the model should write it (reward=likelihood)."""
@@ -94,12 +94,24 @@ class Task:
         reward=generate: greedy completions scored by rewards(). reward=likelihood: the teacher-forced
         log-likelihood of the reference answer followed by the end of the turn (Engine.score): one
         batched prefill and no generation, a dense signal even while no greedy answer is right,
-        the objective of supervised fine-tuning. Held-out metrics always come from generation."""
+        the objective of supervised fine-tuning. Held-out metrics always come from generation.
+        reward=margin: each reference token (and the end of the turn) scores its logit's lead over the
+        best other token, capped at MARGIN_CAP nats, summed: no credit for making a token that greedy
+        decoding already writes more certain, so the search spends itself on the tokens still wrong
+        (what strict accuracy counts)."""
         examples = list(examples)
-        if self.reward_mode == "likelihood":
+        if self.reward_mode in TEACHER_FORCED:
+            margin = MARGIN_CAP if self.reward_mode == "margin" else None
             return list(engine.score([e.prompt for e in examples], [self.reference(e) for e in examples],
-                                     end_turn=True))
+                                     end_turn=True, margin=margin))
         return self.evaluate(engine, examples)[0]
+
+    def loglik(self, engine, examples: Sequence[Example]) -> list[float]:
+        """The log-likelihood of each example's reference answer and the end of the turn (the held-out
+        figure reported beside the metrics of teacher-forced rewards, whichever of them trains)."""
+        examples = list(examples)
+        return list(engine.score([e.prompt for e in examples], [self.reference(e) for e in examples],
+                                 end_turn=True))
 
     def evaluate(self, engine, examples: Sequence[Example]) -> tuple[list[float], dict, list[str]]:
         """Generate greedily, then score: (rewards, metrics, completions)."""
@@ -115,14 +127,17 @@ class Task:
 
 # ---- helpers shared by the task modules ------------------------------------------------------
 
-REWARD_MODES = ("generate", "likelihood")
+REWARD_MODES = ("generate", "likelihood", "margin")
+TEACHER_FORCED = ("likelihood", "margin")  # scored on the reference answer: no generation per member
+MARGIN_CAP = 1.0  # reward=margin: a token's lead over the runner-up counts up to this many nats
 
 
 def reward_mode(task_name: str, value: str) -> str:
     """Check a reward= option."""
     if value not in REWARD_MODES:
         raise TaskError(f"task {task_name}: unknown reward {value!r}; use reward=generate (score greedy "
-                        "answers) or reward=likelihood (log-likelihood of the reference answer)")
+                        "answers), reward=likelihood (log-likelihood of the reference answer) or "
+                        "reward=margin (the reference tokens' capped lead over the runner-up)")
     return value
 
 

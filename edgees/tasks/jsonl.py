@@ -277,8 +277,8 @@ class JsonlTask(FileBacked, Task):
             raise TaskError(f"task jsonl:{path}: unknown match {match!r}; use match=exact, numeric or regex")
         self.name = f"jsonl:{path}"
         self.reward_mode = reward_mode(self.name, reward)
-        if reward == "likelihood" and match == "regex":
-            raise TaskError(f"task {self.name}: reward=likelihood scores a reference text, and with "
+        if reward in ("likelihood", "margin") and match == "regex":
+            raise TaskError(f"task {self.name}: reward={reward} scores a reference text, and with "
                             "match=regex the answers are patterns; use match=exact or numeric")
         self.path = Path(path)
         self.match = match
