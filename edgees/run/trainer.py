@@ -2,9 +2,11 @@
 
 One step: for each pair seed s_j, perturb the working copy in place with +s_j, evaluate the step's
 training prompts, restore exactly, the same with -s_j; then coefficients -> update -> append the
-step record (seeds, rewards, coefficients, sigma, alpha, weight hash) durably. A stop request is
-honoured at member boundaries: the member is restored, the partial step is dropped, the log is
-intact, and `--resume` continues from the last whole step.
+step record (seeds, rewards, coefficients, sigma, alpha, weight hash) durably. Who evaluates the
+members is the executor's business (run/executor.py: local by default, Ray workers in scale/); the
+trainer keeps the run's weights, the update, the log and the held-out evaluation either way. A
+stop request is honoured at member boundaries: the member is restored, the partial step is
+dropped, the log is intact, and `--resume` continues from the last whole step.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgees.errors import EdgeesError, RunError, TaskError
+from edgees.errors import RunError, TaskError
 from edgees.fileio import sha256_file
 from edgees.gguf.working_copy import WorkingCopy
 from edgees.qes import algorithm as qes
@@ -24,6 +26,8 @@ from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
 from edgees.run import checkpoint
 from edgees.run.events import TrainerEvents
+from edgees.run.executor import Executor, LocalExecutor, evaluate_members  # noqa: F401 (probe, tools)
+from edgees.run.executor import mean_reward as _mean_reward  # noqa: F401 (its older name, for probe)
 from edgees.run.export import write_live
 from edgees.run.log import RunDir, StepRecord
 from edgees.run.rebuild import apply_step, from_checkpoint, rebuild
@@ -36,49 +40,6 @@ def step_prompts(n_train: int, seed: int, step: int, m: int) -> np.ndarray:
     """Indices of the step's training prompts: the same for every member of the step."""
     rng = np.random.default_rng([seed, step, 0x51E])
     return rng.choice(n_train, size=min(m, n_train), replace=False)
-
-
-def _mean_reward(task, engine, examples) -> float:
-    try:
-        rewards = task.train_rewards(engine, examples)
-    except EdgeesError:  # TaskError included: already one line for the user
-        raise
-    except Exception as exc:  # a user's reward function failing inside a run
-        raise TaskError(f"task {task.name}: reward failed with {type(exc).__name__}: {exc}") from None
-    arr = np.asarray(rewards, dtype=np.float64)
-    if arr.size != len(examples) or not np.all(np.isfinite(arr)):
-        raise TaskError(f"task {task.name}: rewards must be {len(examples)} finite numbers")
-    return float(arr.mean())
-
-
-def evaluate_members(state: WeightState, engine, seeds, sigma: float, reward: Callable[[], float],
-                     should_stop: Callable[[], bool] = lambda: False,
-                     on_member: Callable[[int, float], None] | None = None):
-    """One step's members on the live weights, in order +s_0, -s_0, +s_1, ...: perturb in place
-    (from the second member on, restore the last one and perturb this one in one pass), then
-    reward(). The weights go back exactly at the end, whatever happened. Returns (rewards_plus,
-    rewards_minus), or None when should_stop() asked at a member boundary."""
-    r_plus: list[float] = []
-    r_minus: list[float] = []
-    current = None  # what the perturb of the member on the weights now applied
-    try:
-        for j, s in enumerate(seeds):
-            for sign, out in ((1, r_plus), (-1, r_minus)):
-                if should_stop():
-                    return None
-                engine.synchronize()
-                current = (state.perturb(sign * s, sigma) if current is None
-                           else state.swap(current, sign * s, sigma))
-                engine.weights_changed()
-                out.append(reward())
-                if on_member is not None:
-                    on_member(2 * j + (sign < 0), out[-1])
-    finally:
-        if current is not None:
-            engine.synchronize()
-            state.restore(current)
-            engine.weights_changed()
-    return r_plus, r_minus
 
 
 def heldout_metrics(task, engine, heldout, n: int) -> dict:
@@ -141,14 +102,17 @@ class Trainer:
 
     def __init__(self, model_path, task, task_spec: str, run_path, cfg: qes.QESConfig,
                  resume: bool = False, engine_factory=None, task_options: dict | None = None,
-                 events: TrainerEvents | None = None, threads: int | None = None):
+                 events: TrainerEvents | None = None, threads: int | None = None,
+                 executor: Executor | None = None):
         cfg.check()
         self.cfg, self.task, self.task_spec = cfg, task, task_spec
+        self.task_options = dict(task_options or {})
         self.events = events or TrainerEvents()
         self.model_path = Path(model_path)
         self._checkpointed = 0  # the step of the newest checkpoint on disk (or loaded)
         self._warned_still = False  # the "moved no codes" warning is given once a run
         self.follow_data = False  # the daemon's: re-read a growing data file before each step
+        self.executor = executor or LocalExecutor()
         self.run = RunDir(run_path, write=True)
         try:
             self._open(resume, engine_factory, task_options or {}, threads)
@@ -180,8 +144,6 @@ class Trainer:
                 self.events.status(f"replaying {len(self.records) - start} logged steps from {where}")
                 rebuild(self.state, self.records, check="last", progress=self.events.replay)
         else:
-            self.run.write_header(make_header(self.model_path, self.base_sha, self.task_spec,
-                                              task_options, cfg, self.state))
             self.records = []
         self.events.status("loading the model into llama.cpp")
         if engine_factory is None:
@@ -193,6 +155,10 @@ class Trainer:
         self.train, self.heldout = self.task.split(n_heldout=self.cfg.eval_n)
         if not self.train or not self.heldout:
             raise TaskError(f"task {self.task.name} has an empty train or held-out split")
+        self.executor.start(self)  # its workers, if any, are checked and in step before any step starts
+        if not have:  # a new run's header last: a failure above leaves no run to --resume
+            self.run.write_header(make_header(self.model_path, self.base_sha, self.task_spec,
+                                              task_options, cfg, self.state))
 
     def refresh_data(self) -> None:
         """Take up lines an app appended to the task's data file (tasks/jsonl.py FileBacked); a bad
@@ -227,12 +193,10 @@ class Trainer:
             if self.follow_data:
                 self.refresh_data()
             idx = step_prompts(len(self.train), cfg.seed, t, cfg.prompts)
-            batch = [self.train[i] for i in idx]
             seeds = qes.pair_seeds(cfg.seed, t, cfg.pairs)
             t_step = t_eval = time.perf_counter()
-            rewards = evaluate_members(
-                state, engine, seeds, cfg.sigma, lambda: _mean_reward(self.task, engine, batch), should_stop,
-                lambda m, r: self.events.member(t, m, r))
+            rewards = self.executor.evaluate(t, seeds, cfg.sigma, idx, should_stop,
+                                             lambda m, r: self.events.member(t, m, r))
             if rewards is None:
                 self.checkpoint()
                 self.events.stopped(t)
@@ -241,7 +205,9 @@ class Trainer:
             t_eval = time.perf_counter() - t_eval
             coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)
             t_up = time.perf_counter()
-            stats = apply_step(state, StepSpec(seeds, tuple(float(a) for a in coefs), cfg.alpha, cfg.sigma), t)
+            spec = StepSpec(seeds, tuple(float(a) for a in coefs), cfg.alpha, cfg.sigma)
+            self.executor.update(t, spec)  # workers apply it beside us; their hashes are checked once it is logged
+            stats = apply_step(state, spec, t)
             engine.weights_changed()
             t_up = time.perf_counter() - t_up
             rec = StepRecord(step=t, seeds=list(seeds), rewards_plus=r_plus, rewards_minus=r_minus,
@@ -249,6 +215,7 @@ class Trainer:
                              weights_sha256=state.sha256(), changed=int(stats["changed"]))
             self.run.append_step(rec)
             self.records.append(rec)
+            self.executor.check(t, rec.weights_sha256)
             t_step = time.perf_counter() - t_step  # members, update, hash and the durable append
             row = {"step": t + 1, "reward_mean": float(np.mean(r_plus + r_minus)),
                    "reward_best": float(max(r_plus + r_minus)), "changed": int(stats["changed"]),
@@ -301,6 +268,9 @@ class Trainer:
                 "weights_sha256": self.records[-1].weights_sha256 if self.records else None}
 
     def close(self) -> None:
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.close()
         engine = getattr(self, "engine", None)
         if engine is not None:
             engine.close()
