@@ -20,6 +20,7 @@ ALLOWED = {
     "stores": set(),
     "models": {"stores"},
     "daemon": {"gguf", "qes", "engine", "tasks", "run", "models"},
+    "scale": {"gguf", "qes", "engine", "tasks", "run"},
 }
 BASE = {"errors", "fileio", "_native", "__init__"}  # importable by every layer
 

@@ -5,7 +5,7 @@
   python3 tools/quickstart.py test   # venv + install + pull the real models + the whole test suite
 
 Both create ./.venv (reused afterwards) and `pip install -e .[test]` (the test extra brings every
-other extra: onnx, plot), which compiles the C kernels and, the first time, llama-cpp-python from
+other extra: onnx, plot, ray), which compiles the C kernels and, the first time, llama-cpp-python from
 source (about 8 minutes on 2 cores; pip caches it).
 Extra arguments after `test` go to pytest; after `demo`, to `edgees finetune`.
 """

@@ -31,6 +31,18 @@ Precedence: a flag given here > the config file > the run's run.json on --resume
 --dry-run prints the settings so resolved (as a config file, each line saying where its value came
 from) and exits, loading no model and writing nothing.
 
+Scale-out (pip install 'edgees[ray]'): --executor ray evaluates each step's members on Ray worker
+processes, each with its own copy of the model; only seeds, rewards and hashes cross the wire, and
+the log is the one the local executor writes (at the same threads per evaluating process), so a
+run may be resumed with either. Without --address a private local Ray is started on 127.0.0.1.
+Over several machines (same edgees and task files on each; the base model is shipped to a machine
+that lacks it at the same path):
+  ray start --head --node-ip-address 10.0.0.5 --port 6379    # on one machine (a private address)
+  ray start --address 10.0.0.5:6379                          # on each of the others
+  edgees finetune smollm2-135m --task arithmetic --run runs/big --executor ray --address 10.0.0.5:6379
+Ray has no authentication by default: keep its ports on a private network behind a firewall, never
+exposed to the internet, and set RAY_AUTH_MODE=token on every machine where Ray supports it (2.52+).
+
 The run dir holds the config, an append-only step log (seeds, rewards, coefficients, weight hash),
 metrics.jsonl and curve.png; never the weights (window/ caches the replay window while the run is
 going, and is deleted at its end). Ctrl-C stops at the next member boundary with the
@@ -38,7 +50,8 @@ log intact; --resume continues. `edgees export DIR -o out.gguf` writes the adapt
 """
 
 UNTIL_BUDGET = 10**9  # the step limit of `--minutes M` without --steps: the time budget ends the run
-RUN_OPTIONS = ("task", "task_opt", "threads", "batch", "minutes")
+RUN_OPTIONS = ("task", "task_opt", "threads", "batch", "minutes", "executor", "address", "workers",
+               "threads_per_worker")
 
 
 def register(sub) -> None:
@@ -59,6 +72,11 @@ def register(sub) -> None:
             p.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None, metavar=f.name[0].upper(),
                            help=f"{f.metadata['help']}{shown}")
     p.add_argument("--minutes", type=float, default=None, help=RunOptions.help("minutes"))
+    p.add_argument("--executor", choices=("local", "ray"), default=None, help=RunOptions.help("executor"))
+    p.add_argument("--address", default=None, metavar="ADDR", help=RunOptions.help("address"))
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N", help=RunOptions.help("workers"))
+    p.add_argument("--threads-per-worker", dest="threads_per_worker", type=positive_int, default=None, metavar="T",
+                   help=RunOptions.help("threads_per_worker"))
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings and exit: no model loaded, nothing written")
     p.add_argument("--json", action="store_true", help="print the final summary (or --dry-run's settings) as one JSON object")
@@ -117,10 +135,17 @@ def run(args) -> int:
     def on_signal(signum, frame):
         stop["flag"] = True
 
-    trainer = Trainer(model, task, opts.task, args.run, cfg, resume=args.resume,
-                      task_options=opts.task_opt, events=progress, threads=opts.threads,
-                      engine_factory=lambda path: Engine(path, n_threads=opts.threads, n_seq=opts.batch,
-                                                         max_tokens=task.max_tokens))
+    executor = _executor(opts, task)  # Ray, if asked for, is up and checked before the run dir is touched
+    try:
+        trainer = Trainer(model, task, opts.task, args.run, cfg, resume=args.resume,
+                          task_options=opts.task_opt, events=progress, threads=opts.threads, executor=executor,
+                          engine_factory=lambda path: Engine(path, n_threads=opts.threads, n_seq=opts.batch,
+                                                             max_tokens=task.max_tokens))
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
+    # after ray.init, which installs its own SIGTERM handler: ours stop at a member boundary
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = trainer.run_steps(should_stop=lambda: stop["flag"], minutes=opts.minutes)
@@ -153,6 +178,17 @@ def run(args) -> int:
             e = summary["export"]
             print(f"  adapted model: {e['out']} ({e['bytes']} bytes, sha256 {e['sha256'][:16]}...)")
     return 130 if summary["stopped"] else 0
+
+
+def _executor(opts, task):
+    """None for the local executor; for ray, a RayExecutor on a cluster that was reached and has the
+    CPUs asked for (one-line errors otherwise, before anything is written)."""
+    if opts.executor != "ray":
+        return None
+    from edgees.scale.cluster import connect
+    from edgees.scale.executor import RayExecutor
+    cluster = connect(opts.address, opts.workers, opts.threads_per_worker)
+    return RayExecutor(cluster, batch=opts.batch, max_tokens=task.max_tokens)
 
 
 def _print_dry_run(args, model, res, logged: int | None) -> int:

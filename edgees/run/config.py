@@ -1,8 +1,8 @@
 """A run's settings from the command line, a --config TOML file and run.json, resolved in one place.
 
 QESConfig (qes/algorithm.py) holds what a run computes, and run.json records it; RunOptions below
-holds how a run executes (the task, threads, batch, time budget). A config file is flat TOML with
-keys of both, and the task's options as a [task_opt] table at the end:
+holds how a run executes (the task, threads, batch, time budget, the executor and its workers). A
+config file is flat TOML with keys of both, and the task's options as a [task_opt] table at the end:
 
     task = "arithmetic"
     steps = 80
@@ -34,6 +34,7 @@ else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
 SOURCES = ("default", "run.json", "file", "cli")  # lowest precedence first
+EXECUTORS = ("local", "ray")  # run/executor.py, scale/executor.py
 KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string in quotes"}
 EXAMPLES = {int: 2, float: 30.0, str: "arithmetic"}  # for settings whose default is "not set"
 
@@ -59,6 +60,20 @@ class RunOptions:
     minutes: float | None = field(default=None, metadata={
         "kind": float, "unset": "no time budget",
         "help": "time budget: start no new step after this many minutes (resume continues); without --steps, the run goes on until the budget"})
+    executor: str = field(default="local", metadata={
+        "kind": str, "help": "who evaluates a step's members: local (this process) or ray (Ray worker "
+                             "processes, here or on a cluster; pip install 'edgees[ray]'). The log is the same"})
+    address: str | None = field(default=None, metadata={
+        "kind": str, "unset": "a local Ray on 127.0.0.1",
+        "help": "with --executor ray: the address of a Ray cluster (HOST:PORT, as `ray start --head` prints it); "
+                "default: a private local Ray on 127.0.0.1, stopped at the end"})
+    workers: int | None = field(default=None, metadata={
+        "kind": int, "unset": "as many as the CPUs allow",
+        "help": "with --executor ray: worker processes, each with its own copy of the model (default: the "
+                "cluster's CPUs / --threads-per-worker)"})
+    threads_per_worker: int = field(default=1, metadata={
+        "kind": int, "help": "with --executor ray: compute threads per worker (default 1); a run's rewards "
+                             "are the same at the same threads per evaluating process"})
     task_opt: dict = field(default_factory=dict, metadata={
         "kind": dict, "help": "the task's options (edgees tasks show TASK lists them)"})
 
@@ -69,8 +84,13 @@ class RunOptions:
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, what is wrong with it) for every out-of-range field."""
-        out = [(name, "must be at least 1") for name in ("threads", "batch")
+        out = [(name, "must be at least 1") for name in ("threads", "batch", "workers", "threads_per_worker")
                if getattr(self, name) is not None and getattr(self, name) < 1]
+        if self.executor not in EXECUTORS:
+            out.append(("executor", f"must be one of {', '.join(EXECUTORS)}"))
+        elif self.executor == "local":
+            out += [(name, "needs --executor ray") for name in ("address", "workers")
+                    if getattr(self, name) is not None]
         if self.minutes is not None and not self.minutes > 0:
             out.append(("minutes", "must be > 0 (leave it out for no time budget)"))
         return out
