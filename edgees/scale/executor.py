@@ -104,7 +104,10 @@ class RayExecutor(Executor):
         """Start a worker that joins from `catchup` = (checkpoint or None, log bytes), by default the
         run's newest checkpoint and its log as they are now; returns its id."""
         ckpt_log = catchup if catchup is not None else self._catchup()
-        actor = self._cls.options(num_cpus=self.cluster.threads_per_worker, max_restarts=0).remote()
+        # no task events: Ray would report every call's state changes to its GCS, a third of a
+        # worker's bytes per step (docs/benchmarks.md, scale-out)
+        actor = self._cls.options(num_cpus=self.cluster.threads_per_worker, max_restarts=0,
+                                  enable_task_events=False).remote()
         slot = Slot(self._next, actor, ckpt_log, rebuilds=rebuilds)
         self._next += 1
         slot.joining = actor.join.remote(self.spec, None, *ckpt_log)
