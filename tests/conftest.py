@@ -22,14 +22,39 @@ _STORE = _models.models_dir()
 _REGISTRY = _models.load_registry()
 
 
+# Caches that only cost time when empty (pip's wheels, matplotlib's font list), read before HOME moves.
+_PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip")
+# Where other tools keep models (edgees/stores reads them): every test sees empty ones of its own.
+STORE_VARS = ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "HF_HOME", "HF_HUB_CACHE",
+              "OLLAMA_MODELS", "LLAMA_CACHE", "EDGEES_OLLAMA_SYSTEM_STORE")
+
+
+@pytest.fixture(scope="session")
+def _mpl_config(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mplconfig")
+
+
 @pytest.fixture(autouse=True)
-def tmp_home(tmp_path, monkeypatch) -> Path:
-    """EDGEES_HOME and EDGEES_WORKDIR point into this test's tmp dir: nothing touches ~ or /dev/shm."""
+def tmp_home(tmp_path, monkeypatch, _mpl_config) -> Path:
+    """EDGEES_HOME and EDGEES_WORKDIR point into this test's tmp dir: nothing touches ~ or /dev/shm.
+    HOME, the XDG dirs and every model store edgees discovers (Ollama's, the Linux service's, LM
+    Studio's under HOME, the HF cache, llama.cpp's cache) are empty dirs of this test too, so no
+    test depends on what the machine holds; XDG_RUNTIME_DIR is unset (the daemon's socket goes
+    under EDGEES_HOME). Real models stay reachable: their paths are read at import (REAL_MODELS)."""
     home, work = tmp_path / "edgees-home", tmp_path / "edgees-work"
     home.mkdir()
     work.mkdir()
     monkeypatch.setenv("EDGEES_HOME", str(home))
     monkeypatch.setenv("EDGEES_WORKDIR", str(work))
+    others = tmp_path / "others"
+    for var in STORE_VARS:
+        monkeypatch.setenv(var, str(others / var.lower()))
+    (others / "home").mkdir(parents=True)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("PIP_CACHE_DIR", _PIP_CACHE)
+    monkeypatch.setenv("MPLCONFIGDIR", str(_mpl_config))
     return home
 
 

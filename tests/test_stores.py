@@ -217,6 +217,23 @@ def test_no_store_on_the_machine_says_where_it_looked(tmp_path, monkeypatch):
         models.resolve_model("ollama:llama3.2")
 
 
+def test_every_test_sees_empty_stores_and_the_service_store_moves(tiny_models, tmp_path, monkeypatch):
+    """conftest's tmp_home: HOME, the caches and the Ollama stores are this test's own (nothing the
+    machine holds is listed); EDGEES_OLLAMA_SYSTEM_STORE relocates /usr/share/ollama's store."""
+    assert stores.discover() == [] and not str(Path.home()).startswith(("/root", "/home"))
+    monkeypatch.delenv("OLLAMA_MODELS")
+    service = tmp_path / "service-store"
+    ollama_model(service, "sys", "latest", tiny_models["Q8_0"].read_bytes(), chat=False)
+    monkeypatch.setenv("EDGEES_OLLAMA_SYSTEM_STORE", str(service))
+    assert [e.ref for e in stores.discover()] == ["ollama:sys:latest"]
+    assert models.resolve_model("ollama:sys").parent == service / "blobs"
+    monkeypatch.setenv("EDGEES_OLLAMA_SYSTEM_STORE", "")  # empty: no service store at all
+    assert stores.discover() == []
+    with pytest.raises(ModelNotFound) as err:
+        models.resolve_model("ollama:sys")
+    assert "/usr/share/ollama" not in str(err.value)
+
+
 # ---- the stores are only read -----------------------------------------------------------------
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """The Ollama store, read-only: manifests -> model blobs, and the chat settings beside them.
 
 Layout, as Ollama writes it (root: $OLLAMA_MODELS, else ~/.ollama/models and the Linux service's
-/usr/share/ollama/.ollama/models):
+/usr/share/ollama/.ollama/models; $EDGEES_OLLAMA_SYSTEM_STORE relocates that last one, or leaves it
+out when empty: for tests, and for a service installed elsewhere):
 
     <root>/manifests/<registry>/<namespace>/<model>/<tag>     JSON, an OCI image manifest:
         {"schemaVersion": 2, "config": {...},
@@ -31,17 +32,29 @@ PARAMS = "application/vnd.ollama.image.params"
 ADAPTER = "application/vnd.ollama.image.adapter"
 REGISTRY, NAMESPACE, TAG = "registry.ollama.ai", "library", "latest"
 SERVICE_ROOT = Path("/usr/share/ollama/.ollama/models")
+SERVICE_ENV = "EDGEES_OLLAMA_SYSTEM_STORE"
 PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")  # one component of a name; no "..", no "/"
 DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
 MAX_MANIFEST = 1 << 20  # bytes; a manifest is a few hundred
 MAX_TEXT_LAYER = 1 << 20  # template / system / params blobs carried into a Modelfile
 
 
+def service_root() -> Path | None:
+    """The Linux service's store: $EDGEES_OLLAMA_SYSTEM_STORE when set (empty: none), else SERVICE_ROOT."""
+    env = os.environ.get(SERVICE_ENV)
+    if env is None:
+        return SERVICE_ROOT
+    return Path(env).expanduser() if env else None
+
+
 def roots() -> list[Path]:
     """The stores to read: $OLLAMA_MODELS alone when set, else the user's and the service's."""
     env = os.environ.get("OLLAMA_MODELS")
-    found = [Path(env).expanduser()] if env else [Path.home() / ".ollama" / "models", SERVICE_ROOT]
-    return [r for r in found if (r / "manifests").is_dir()]
+    if env:
+        found = [Path(env).expanduser()]
+    else:
+        found = [Path.home() / ".ollama" / "models", service_root()]
+    return [r for r in found if r is not None and (r / "manifests").is_dir()]
 
 
 def blob_path(root: Path, digest) -> Path | None:
@@ -152,8 +165,9 @@ def resolve(text: str) -> Path:
     for e in entries:  # Ollama treats names case-insensitively
         if e.ref.lower() == f"ollama:{want}".lower():
             return usable(e)
-    where = ", ".join(str(r) for r in roots()) or (
-        os.environ.get("OLLAMA_MODELS") or f"{Path.home() / '.ollama' / 'models'} and {SERVICE_ROOT}")
+    service = service_root()
+    looked = f"{Path.home() / '.ollama' / 'models'}" + (f" and {service}" if service else "")
+    where = ", ".join(str(r) for r in roots()) or os.environ.get("OLLAMA_MODELS") or looked
     raise not_found(f"ollama:{text}", "ollama", entries, "" if entries else where)
 
 
