@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from edgees.commands.pack import MANIFEST
+from edgees.run.pack import MANIFEST
 from edgees.fileio import sha256_file
 from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_answers
 
