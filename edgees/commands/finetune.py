@@ -40,8 +40,9 @@ that lacks it at the same path):
   ray start --head --node-ip-address 10.0.0.5 --port 6379    # on one machine (a private address)
   ray start --address 10.0.0.5:6379                          # on each of the others
   edgees finetune smollm2-135m --task arithmetic --run runs/big --executor ray --address 10.0.0.5:6379
-Ray has no authentication by default: keep its ports on a private network behind a firewall, never
-exposed to the internet, and set RAY_AUTH_MODE=token on every machine where Ray supports it (2.52+).
+A `ray start` cluster runs without authentication unless told otherwise (Ray 2.60): anyone who
+reaches its ports runs code on every machine. Keep them on a private network behind a firewall, never
+exposed to the internet, and set RAY_AUTH_MODE=token on every machine before `ray start` (Ray 2.52+).
 
 The run dir holds the config, an append-only step log (seeds, rewards, coefficients, weight hash),
 metrics.jsonl and curve.png; never the weights (window/ caches the replay window while the run is
