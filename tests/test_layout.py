@@ -19,7 +19,7 @@ ALLOWED = {
     "bench": {"gguf", "qes", "engine", "tasks", "run"},
     "stores": set(),
     "models": {"stores"},
-    "daemon": {"gguf", "qes", "engine", "tasks", "run", "models"},
+    "daemon": {"gguf", "qes", "engine", "tasks", "run", "stores", "models"},
     "scale": {"gguf", "qes", "engine", "tasks", "run"},
 }
 BASE = {"errors", "fileio", "_native", "__init__"}  # importable by every layer

@@ -18,12 +18,14 @@ examples:
   edgees daemon submit job.toml                         a job file (see below)
   edgees daemon submit smollm2-135m --task jsonl:my.jsonl --task-opt reward=likelihood \\
         --name mine --publish-dir ~/models --publish-every 10 --steps 200
+  edgees daemon submit smollm2-135m --task feedback:votes.jsonl --minutes 30 --publish-to ollama:mine
   edgees daemon status [--json]                         jobs, steps, held-out figures, pause reason
   edgees daemon pause | resume | stop
   edgees daemon install [--print] [--systemd | --launchd]
 
 A job file is TOML: name, model, task, threads at the top; tables [task_opt], [config] (the
-finetune settings), [budget] steps = N, [publish] dir/every/keep/margin/hook. Jobs live in
+finetune settings), [budget] steps = N / minutes = M (a day), [publish] dir/every/keep/margin/hook/to
+(to: ollama:NAME, lmstudio[:P/M] or llama-server:URL, as `edgees export --to`). Jobs live in
 <data dir>/daemon/jobs/<name>.toml, their runs in <data dir>/daemon/runs/<name>; a published model
 is <dir>/<name>-<step>.gguf with <dir>/<name>.gguf pointing at the newest. The daemon trains only
 on AC power and while other processes use less than --cpu-max cores; `status` says why it pauses.
@@ -70,6 +72,8 @@ def _submit_parser(dsub) -> None:
     sb.add_argument("--task", default=None, help="task spec (with MODEL)")
     sb.add_argument("--task-opt", action="append", default=[], metavar="KEY=VALUE", help="task option, repeatable")
     sb.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default 1)")
+    sb.add_argument("--minutes", type=float, default=None, metavar="M",
+                    help="train at most M minutes a day ([budget] minutes); without --steps, every day without end")
     for f in fields(qes.QESConfig):
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
@@ -82,6 +86,8 @@ def _submit_parser(dsub) -> None:
     sb.add_argument("--publish-keep", type=int, default=None, metavar="N", help="versions kept (default 3)")
     sb.add_argument("--publish-margin", type=float, default=None, help="allowed held-out drop (default 0)")
     sb.add_argument("--hook", default=None, help="command run after a publish, with EDGEES_PUBLISHED=<path>")
+    sb.add_argument("--publish-to", default=None, metavar="TARGET",
+                    help="also publish to ollama:NAME, lmstudio[:P/M] or llama-server:URL (turns publishing on)")
 
 
 def run(args) -> int:
@@ -183,6 +189,9 @@ def _print_jobs(jobs: dict) -> None:
         pub = j.get("last_publish")
         if pub:
             line += f"; published step {pub['step']} -> {pub['path']}"
+            to = pub.get("to")
+            if to:
+                line += f" ({to['target']}: failed: {to['error']})" if to.get("error") else f" and {to['target']}"
         print(line)
 
 
@@ -198,7 +207,7 @@ def _logs(args) -> int:
 
 
 def _submit(args) -> int:
-    from edgees.daemon.jobs import job_text, submit
+    from edgees.daemon.jobs import FOREVER, job_text, submit
     from edgees.daemon.paths import jobs_dir
     from edgees.errors import EdgeesError
     from edgees.tasks.base import parse_options
@@ -218,16 +227,20 @@ def _submit(args) -> int:
         config = {f.name: getattr(args, f.name) for f in fields(qes.QESConfig)
                   if f.name != "steps" and getattr(args, f.name) is not None}
         publish = None
-        if args.publish_dir or args.publish_every:
+        if args.publish_dir or args.publish_every or args.publish_to:
             publish = {"dir": str(Path(args.publish_dir).resolve()) if args.publish_dir else None,
                        "every": args.publish_every, "keep": args.publish_keep,
-                       "margin": args.publish_margin, "hook": args.hook}
+                       "margin": args.publish_margin, "hook": args.hook, "to": args.publish_to}
         name = args.name or Path(args.source).stem.split(".")[0]
         text = job_text(name, args.source, args.task, os.getcwd(), parse_options(args.task_opt), config,
-                        args.steps, publish, args.threads)
+                        args.steps, publish, args.threads, minutes=args.minutes)
         job = submit(text, None, jobs_dir(), name)
-    print(f"job {job.name} submitted: {job.path} ({job.steps} steps"
-          + (f", publishing to {job.publish.dir} every {job.publish.every}" if job.publish else "") + ")")
+    steps = f"{job.minutes:g} minutes a day" if job.minutes and job.steps >= FOREVER else f"{job.steps} steps"
+    if job.minutes and job.steps < FOREVER:
+        steps += f", {job.minutes:g} minutes a day"
+    to = f" and {job.publish.to}" if job.publish and job.publish.to else ""
+    print(f"job {job.name} submitted: {job.path} ({steps}"
+          + (f", publishing to {job.publish.dir}{to} every {job.publish.every}" if job.publish else "") + ")")
     return 0
 
 

@@ -1,11 +1,13 @@
-"""`edgees export RUN_DIR -o OUT.gguf [--step N] [--to ollama:NAME | lmstudio[:P/M]]`: the adapted model
-as a GGUF any llama.cpp loads, optionally published to Ollama or LM Studio (edgees/stores/publish.py)."""
+"""`edgees export RUN_DIR -o OUT.gguf [--step N] [--to ollama:NAME | lmstudio[:P/M] | llama-server:URL]`:
+the adapted model as a GGUF any llama.cpp loads, optionally published to Ollama, LM Studio or a
+router-mode llama-server (edgees/stores/publish.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from edgees.commands import progress_bar
 
@@ -16,6 +18,7 @@ examples:
   edgees export runs/demo -o adapted.gguf --model ~/models/base.gguf    base moved since the run
   edgees export runs/demo -o adapted.gguf --to ollama:adapted            then: ollama run adapted
   edgees export runs/demo -o adapted.gguf --to lmstudio:me/adapted       into LM Studio's models dir
+  edgees export runs/demo -o ~/gguf/adapted.gguf --to llama-server:http://127.0.0.1:8080
 
 The weights are rebuilt from the base model (run.json names it; checked by sha256) and the step
 log; OUT has the base's tensors, types, shapes and order, only the trained weight bytes changed,
@@ -26,7 +29,9 @@ of one run are byte-identical. OUT is written atomically; an existing OUT needs 
 its TEMPLATE, SYSTEM and PARAMETER lines too) and runs `ollama create NAME -f OUT.Modelfile` if ollama
 is on PATH, else prints that command; Ollama copies the GGUF into its own store. --to lmstudio places
 OUT in LM Studio's models dir as PUBLISHER/MODEL/<OUT's name> (default edgees/<OUT's stem>), as a hard
-link or a copy, never a move.
+link or a copy, never a move. --to llama-server:URL puts OUT in the server's --models-dir (give it
+with --models-dir DIR, else OUT's own dir is taken to be it; a hard link or a copy) and asks a
+router-mode llama-server (started without -m) to rescan it: GET URL/models?reload=1.
 """
 
 
@@ -41,15 +46,15 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, metavar="PATH",
                    help="the base model, if not where run.json says (checked by sha256)")
     p.add_argument("--to", default=None, metavar="TARGET",
-                   help="publish OUT: ollama:NAME or lmstudio[:PUBLISHER/MODEL] (see below)")
+                   help="publish OUT: ollama:NAME, lmstudio[:PUBLISHER/MODEL] or llama-server:URL (see below)")
+    p.add_argument("--models-dir", default=None, metavar="DIR",
+                   help="with --to llama-server: the server's --models-dir (default: OUT's dir)")
     p.add_argument("--force", action="store_true", help="replace OUT (and the --to target's file) if it exists")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from edgees.run.export import export_gguf
     from edgees.stores import publish
 
@@ -58,9 +63,13 @@ def run(args) -> int:
         from edgees.models import resolve_model
         model = resolve_model(args.model)
     target = None
+    models_dir = Path(args.models_dir).expanduser() if args.models_dir else None
+    if models_dir is not None and (args.to is None or not args.to.startswith("llama-server:")):
+        from edgees.errors import EdgeesError
+        raise EdgeesError("--models-dir goes with --to llama-server:URL; drop it or add that target")
     if args.to is not None:  # checked before the rebuild: a bad target fails at once
         target = publish.parse_target(args.to, Path(args.output))
-        publish.check_target(*target, Path(args.output), args.force)
+        publish.check_target(*target, Path(args.output), args.force, models_dir)
     update, close = progress_bar("rebuilding", args.json)
     try:
         res = export_gguf(args.run, args.output, step=args.step, model=model, force=args.force,
@@ -70,9 +79,8 @@ def run(args) -> int:
     for line in res.pop("warnings"):
         print(f"edgees: warning: {line}", file=sys.stderr)
     if target is not None:
-        kind, arg = target
-        res["published"] = (publish.publish_ollama(arg, Path(res["out"]), Path(res["base_model"])) if kind == "ollama"
-                            else publish.publish_lmstudio(arg, Path(res["out"]), args.force))
+        res["published"] = publish.publish_to(*target, Path(res["out"]), Path(res["base_model"]), args.force,
+                                              models_dir)
     if args.json:
         print(json.dumps(res, sort_keys=True))
         return 0
@@ -98,6 +106,14 @@ def print_published(pub: dict) -> None:
         else:
             print(f"ollama is not on PATH; to load it into Ollama (which copies the GGUF into its own store), run:\n"
                   f"  {pub['command']}")
+    elif pub["target"].startswith("llama-server:"):
+        url = pub["target"].removeprefix("llama-server:")
+        where = "" if pub["how"] == "in place" else f" ({pub['how']} of the exported file)"
+        if pub.get("model"):
+            print(f"placed {pub['path']}{where}; {url} rescanned its models dir and lists it as {pub['model']!r}")
+        else:
+            print(f"placed {pub['path']}{where}; {url} rescanned its models dir ({pub['models']} models listed, "
+                  f"not this file: is {Path(pub['path']).parent} its --models-dir?)")
     else:
         print(f"placed in LM Studio as {pub['name']} ({pub['how']} of the exported file: {pub['path']})")
         if pub.get("hint"):

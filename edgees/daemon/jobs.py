@@ -20,6 +20,8 @@
     keep = 3                             # published versions kept
     margin = 0.0                         # publish unless worse than the last published by more
     hook = "ollama create triage -f Modelfile"   # run with EDGEES_PUBLISHED=<path>
+    to = "ollama:triage"                 # or "lmstudio[:PUBLISHER/MODEL]", "llama-server:URL" (the
+                                         # server's --models-dir is `dir`): as `edgees export --to`
 
 Every problem is a JobError naming the file, the key and the fix, on one line.
 """
@@ -47,7 +49,7 @@ TOP = {"name": str, "model": str, "task": str, "threads": int, "batch": int, "wo
 TABLES = ("task_opt", "config", "budget", "publish")
 BUDGET = {"steps": int, "minutes": float}
 FOREVER = 1 << 62  # budget.steps of a job given only minutes: it trains every day, without end
-PUBLISH = {"dir": str, "every": int, "keep": int, "margin": float, "hook": str}
+PUBLISH = {"dir": str, "every": int, "keep": int, "margin": float, "hook": str, "to": str}
 KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string in quotes"}
 
 
@@ -64,6 +66,7 @@ class Publish:
     keep: int = 3
     margin: float = 0.0
     hook: str | None = None
+    to: str | None = None  # a publishing target, as `edgees export --to` takes (stores/publish.py)
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,12 @@ def parse_job(text: str, path: Path | None = None, default_name: str | None = No
             problems.append("publish.every and publish.keep must be >= 1")
         if publish.margin < 0:
             problems.append("publish.margin must be >= 0")
+        if publish.to is not None:
+            from edgees.stores.publish import parse_target
+            try:
+                parse_target(publish.to, Path(f"{name}.gguf"), form='[publish] to = "{}"')
+            except EdgeesError as exc:
+                problems.append(str(exc))
     for key in ("threads", "batch"):
         if key in top and top[key] < 1:
             problems.append(f"{key} must be >= 1")
@@ -184,14 +193,14 @@ def toml_value(value) -> str:
 
 
 def job_text(name: str, model: str, task: str, workdir: str, task_opt: dict, config: dict, steps: int | None,
-             publish: dict | None, threads: int | None = None) -> str:
+             publish: dict | None, threads: int | None = None, minutes: float | None = None) -> str:
     """A job file for `edgees daemon submit MODEL --task T ...` (no file of the user's)."""
     lines = [f"name = {toml_value(name)}", f"model = {toml_value(model)}", f"task = {toml_value(task)}",
              f"workdir = {toml_value(workdir)}"]
     if threads is not None:
         lines.append(f"threads = {threads}")
     for table, values in (("task_opt", task_opt), ("config", config),
-                          ("budget", {"steps": steps} if steps else {}), ("publish", publish)):
+                          ("budget", {"steps": steps, "minutes": minutes}), ("publish", publish)):
         if values is None:
             continue
         lines += ["", f"[{table}]"] + [f"{k} = {toml_value(v)}" for k, v in values.items() if v is not None]

@@ -4,6 +4,12 @@
     <dir>/<name>.gguf               a symlink to the newest, switched atomically (temp link + rename)
     <dir>/<name>.history.jsonl      one line per version: step, metrics, the figure it beat, sha256
 
+A job's `to` target then publishes the new version where people chat, by the code `edgees export
+--to` runs (stores/publish.py): ollama:NAME (<dir>/<name>-<step>.Modelfile, `ollama create`),
+lmstudio[:P/M] (a hard link or copy in LM Studio's tree, its last `keep` versions kept there too),
+llama-server:URL (`dir` is the server's --models-dir; GET URL/models?reload=1). Like the hook, a
+failing target is a warning in the log and in status, never a stop.
+
 The gate: a candidate is published only if its primary held-out metric (loglik for a likelihood
 task, else the task's first metric; higher is better) is not below the last published version's,
 or the base model's before the first publish, by more than the job's margin. The file is written
@@ -23,6 +29,7 @@ from pathlib import Path
 from edgees.errors import EdgeesError
 from edgees.fileio import fsync_dir, read_jsonl
 from edgees.run.export import write_live
+from edgees.stores import publish as targets
 
 log = logging.getLogger("edgees.daemon")
 SKIP = ("seconds", "n")
@@ -90,6 +97,8 @@ def publish(job, run_path: Path, header: dict, wc, weights_sha256: str, step: in
         os.fsync(f.fileno())
     prune(pub_dir, job.name, pub.keep, keep_file=out.name)
     result.update(path=str(out), sha256=res["sha256"], seconds=time.perf_counter() - t0)
+    if pub.to:
+        result["to"] = publish_to_target(job, out, Path(header["base_model"]))
     if pub.hook:
         result["hook"] = run_hook(pub.hook, out, job.workdir)
     return result
@@ -102,10 +111,27 @@ def versions(pub_dir: Path, name: str) -> list[tuple[int, Path]]:
 
 
 def prune(pub_dir: Path, name: str, keep: int, keep_file: str) -> None:
-    """Delete all but the newest `keep` versions (never the one the pointer names)."""
+    """Delete all but the newest `keep` versions (never the one the pointer names), and the
+    Modelfile written beside each for Ollama."""
     for _, p in versions(pub_dir, name)[:-keep]:
         if p.name != keep_file:
             p.unlink(missing_ok=True)
+            p.with_suffix(".Modelfile").unlink(missing_ok=True)
+
+
+def publish_to_target(job, out: Path, base_path: Path) -> dict:
+    """The job's `to` target for the version at `out`; its failure is logged and returned, not raised."""
+    kind, arg = targets.parse_target(job.publish.to, out)
+    try:
+        res = targets.publish_to(kind, arg, out, base_path, force=True)
+    except EdgeesError as exc:
+        log.warning("job %s: publishing to %s failed: %s", job.name, job.publish.to, exc)
+        return {"target": job.publish.to, "error": str(exc)}
+    if kind == "lmstudio":  # our versions in LM Studio's tree: as many as beside the pointer
+        prune(Path(res["path"]).parent, job.name, job.publish.keep, keep_file=out.name)
+    log.info("job %s: published to %s (%s)", job.name, job.publish.to,
+             res.get("command") if kind == "ollama" else res.get("path"))
+    return res
 
 
 def clean_temps(pub_dir: Path, name: str) -> None:

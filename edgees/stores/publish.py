@@ -1,5 +1,7 @@
-"""Publishing an exported GGUF to the tools people chat in: Ollama (a Modelfile, then `ollama create`)
-and LM Studio (the file placed in its models tree). The user's file is never moved.
+"""Publishing an exported GGUF to the tools people chat in: Ollama (a Modelfile, then `ollama create`),
+LM Studio (the file placed in its models tree) and llama-server in router mode (the file in its
+--models-dir, then a rescan). The user's file is never moved. `edgees export --to` and the daemon's
+`[publish] to` both go through publish_to().
 
     --to ollama:NAME                 OUT.Modelfile beside OUT: FROM OUT, and when the base model came
                                      from an Ollama store, its TEMPLATE, SYSTEM and PARAMETER lines, so
@@ -9,6 +11,10 @@ and LM Studio (the file placed in its models tree). The user's file is never mov
     --to lmstudio[:PUBLISHER/MODEL]  <LM Studio models dir>/PUBLISHER/MODEL/<OUT's name>, a hard link
                                      to OUT when the file system allows, else a copy (default
                                      PUBLISHER/MODEL: edgees/<OUT's stem>)
+    --to llama-server:URL            the file in the server's models dir (--models-dir DIR: a hard link
+                                     or copy there; default OUT's own dir), then `GET URL/models?reload=1`,
+                                     which makes a router-mode llama-server (started without -m, with
+                                     --models-dir) rescan its dir; the answer names the model's id
 
 check_target() runs before the (slow) export, so a bad target or an existing file fails first.
 """
@@ -30,23 +36,32 @@ from edgees.stores import files, ollama
 
 OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?$")
 LMS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-TARGETS = "ollama:NAME or lmstudio[:PUBLISHER/MODEL]"
+TARGETS = "ollama:NAME, lmstudio[:PUBLISHER/MODEL] or llama-server:URL"
+RELOAD_TIMEOUT = 60.0  # seconds: a rescan may load a preset's model before it answers
 
 
-def parse_target(text: str, out: Path) -> tuple[str, str]:
-    """--to TEXT -> ("ollama", NAME) or ("lmstudio", "PUBLISHER/MODEL")."""
+def parse_target(text: str, out: Path, form: str = "--to {}") -> tuple[str, str]:
+    """--to TEXT -> ("ollama", NAME), ("lmstudio", "PUBLISHER/MODEL") or ("llama-server", URL);
+    `form` shows a value as the user writes it (a job file: 'to = "{}"')."""
     kind, sep, arg = text.partition(":")
+    given = form.format(text)
     if kind == "ollama":
         if not arg or not OLLAMA_NAME.match(arg):
-            raise EdgeesError(f"--to {text}: give an Ollama model name, e.g. --to ollama:{_slug(out.stem)} "
-                              "or --to ollama:me/adapted:v1")
+            examples = form.format("ollama:" + _slug(out.stem)), form.format("ollama:me/adapted:v1")
+            raise EdgeesError(f"{given}: give an Ollama model name, e.g. {examples[0]} or {examples[1]}")
         return kind, arg
     if kind == "lmstudio":
         arg = arg or f"edgees/{_slug(out.stem)}"
         if not LMS_NAME.match(arg):
-            raise EdgeesError(f"--to {text}: give PUBLISHER/MODEL, e.g. --to lmstudio:edgees/{_slug(out.stem)}")
+            example = form.format("lmstudio:edgees/" + _slug(out.stem))
+            raise EdgeesError(f"{given}: give PUBLISHER/MODEL, e.g. {example}")
         return kind, arg
-    raise EdgeesError(f"--to {text}: not a target; give {TARGETS}")
+    if kind == "llama-server":
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", arg):
+            example = form.format("llama-server:http://127.0.0.1:8080")
+            raise EdgeesError(f"{given}: give the server's URL, e.g. {example}")
+        return kind, arg.rstrip("/")
+    raise EdgeesError(f"{given}: not a target; give {TARGETS}")
 
 
 def _slug(stem: str) -> str:
@@ -66,11 +81,35 @@ def lmstudio_dest(arg: str, out: Path) -> Path:
     return roots[0] / arg / out.name
 
 
-def check_target(kind: str, arg: str, out: Path, force: bool) -> None:
+def server_dest(out: Path, models_dir: Path | None) -> Path:
+    """Where llama-server finds the file: models_dir/<OUT's name>, or OUT itself."""
+    if models_dir is None:
+        return Path(out)
+    if not Path(models_dir).is_dir():
+        raise EdgeesError(f"--models-dir {models_dir} is not a directory; give the dir llama-server was started "
+                          "with (--models-dir)")
+    return Path(models_dir) / Path(out).name
+
+
+def check_target(kind: str, arg: str, out: Path, force: bool, models_dir: Path | None = None) -> None:
     """Refuse, before anything is written, a target file that exists (without force)."""
-    dest = modelfile_path(out) if kind == "ollama" else lmstudio_dest(arg, out)
+    if kind == "llama-server":
+        dest = server_dest(out, models_dir)
+        if dest == Path(out):
+            return
+    else:
+        dest = modelfile_path(out) if kind == "ollama" else lmstudio_dest(arg, out)
     if dest.exists() and not force:
         raise EdgeesError(f"{dest} exists; pass --force to replace it")
+
+
+def publish_to(kind: str, arg: str, out: Path, base_path: Path, force: bool, models_dir: Path | None = None) -> dict:
+    """Publish the GGUF at `out` to a parsed target (parse_target); what was done, as a dict."""
+    if kind == "ollama":
+        return publish_ollama(arg, out, base_path)
+    if kind == "lmstudio":
+        return publish_lmstudio(arg, out, force)
+    return publish_llama_server(arg, out, force, models_dir)
 
 
 # ---- Ollama ------------------------------------------------------------------------------------
@@ -136,6 +175,15 @@ def publish_lmstudio(arg: str, out: Path, force: bool) -> dict:
     out = Path(out)
     dest = lmstudio_dest(arg, out)
     check_target("lmstudio", arg, out, force)
+    how = place(out, dest)
+    res = {"target": f"lmstudio:{arg}", "path": str(dest), "how": how, "name": f"lmstudio:{arg}/{dest.name}"}
+    if shutil.which("lms"):
+        res["hint"] = f"lms import {shlex.quote(str(out))}"
+    return res
+
+
+def place(out: Path, dest: Path) -> str:
+    """Put OUT's bytes at dest atomically: a hard link when the file system allows, else a copy."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
@@ -152,7 +200,53 @@ def publish_lmstudio(arg: str, out: Path, force: bool) -> dict:
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(dest.parent)
-    res = {"target": f"lmstudio:{arg}", "path": str(dest), "how": how, "name": f"lmstudio:{arg}/{dest.name}"}
-    if shutil.which("lms"):
-        res["hint"] = f"lms import {shlex.quote(str(out))}"
-    return res
+    return how
+
+
+# ---- llama-server (router mode) ------------------------------------------------------------------
+
+def publish_llama_server(url: str, out: Path, force: bool, models_dir: Path | None = None) -> dict:
+    """OUT into the server's models dir (unless it is there already), then GET URL/models?reload=1.
+    An unreachable server or an error answer is one line; the file stays in place."""
+    out = Path(out)
+    dest = server_dest(out, models_dir)
+    how = "in place"
+    if dest.resolve() != out.resolve():
+        check_target("llama-server", url, out, force, models_dir)
+        how = place(out, dest)
+    models = reload_server(url, dest)
+    same = [m for m in models if isinstance(m, dict) and _same_path(m.get("path"), dest)]
+    return {"target": f"llama-server:{url}", "path": str(dest), "how": how, "reloaded": True,
+            "model": same[0].get("id") if same else None, "models": len(models)}
+
+
+def reload_server(url: str, dest: Path) -> list:
+    """GET URL/models?reload=1; the models the server lists afterwards (its JSON `data`)."""
+    import urllib.error
+    import urllib.request
+
+    where = f"{url}/models?reload=1"
+    fix = (f"{dest} is written: start llama-server in router mode (no -m; --models-dir {dest.parent}) and "
+           f"ask it to rescan with `curl '{where}'`")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(where, method="GET"), timeout=RELOAD_TIMEOUT) as r:
+            body = r.read(1 << 22)
+    except urllib.error.HTTPError as exc:
+        raise EdgeesError(f"llama-server at {url} answered HTTP {exc.code} to GET /models?reload=1 (a router-mode "
+                          f"server of a recent llama.cpp rescans on it); {fix}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        why = getattr(exc, "reason", None) or exc
+        raise EdgeesError(f"llama-server at {url} is not reachable ({why}); {fix}") from None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return []
+    data = doc.get("data") if isinstance(doc, dict) else None
+    return data if isinstance(data, list) else []
+
+
+def _same_path(a, b: Path) -> bool:
+    try:
+        return isinstance(a, str) and Path(a).resolve() == Path(b).resolve()
+    except (OSError, ValueError):
+        return False
