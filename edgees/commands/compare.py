@@ -36,14 +36,25 @@ def register(sub) -> None:
 
 
 def evaluate(spec: str, task, examples, threads, batch: int, verbose: bool) -> dict:
+    """One side: the task's metrics of `spec` on the examples. A task that generates nothing
+    (max_tokens 0: feedback: scores the answers in its file) is scored by its own evaluate(); a
+    teacher-forced reward adds the references' mean log-likelihood as `loglik`."""
+    import time
+
     from edgees.commands.chat import open_model
     from edgees.commands.eval import _generate
+    from edgees.tasks.base import TEACHER_FORCED
 
     with open_model(spec, threads, batch, task.max_tokens, verbose) as (engine, what):
-        completions, _, generated, wall = _generate(engine, task, examples, batch, quiet=True)
-        metrics = task.metrics(examples, completions)
-        if task.reward_mode == "likelihood":
-            metrics["loglik"] = sum(task.train_rewards(engine, examples)) / max(1, len(examples))
+        if task.max_tokens == 0:
+            t0 = time.perf_counter()
+            _, metrics, completions = task.evaluate(engine, examples)
+            generated, wall = 0, time.perf_counter() - t0
+        else:
+            completions, _, generated, wall = _generate(engine, task, examples, batch, quiet=True)
+            metrics = task.metrics(examples, completions)
+        if task.reward_mode in TEACHER_FORCED:
+            metrics["loglik"] = sum(task.loglik(engine, examples)) / max(1, len(examples))
     return {"model": spec, "loaded": what, "metrics": metrics, "completions": completions,
             "seconds": wall, "generated_tokens": generated}
 

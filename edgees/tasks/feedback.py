@@ -31,8 +31,11 @@ Held-out metrics (evaluate(): the same scores, no generation):
   margin       mean ll(chosen) - ll(rejected) over held-out pairs (pairs only)
   good_loglik  mean ll of held-out thumbs-up answers; bad_loglik of thumbs-down ones (rated only)
 The primary metric is the mean held-out reward: the task's reward_mode is "likelihood", so the
-trainer reports it as `loglik` and the daemon's publish gate compares it. For a file of pairs it is
-the mean margin; `accuracy` is the figure to show a person.
+trainer reports it as `loglik` (loglik() below) and the daemon's publish gate compares it. For a file
+of pairs it is the mean margin; `accuracy` is the figure to show a person. Held-out examples are
+scored once: loglik() right after evaluate() on the same examples and engine takes evaluate's
+scores (any train_rewards call in between, i.e. any member, drops them). Nothing is generated:
+max_tokens is 0, so `edgees eval` decodes no token for these prompts.
 """
 
 from __future__ import annotations
@@ -142,8 +145,9 @@ class FeedbackTask(FileBacked, Task):
     description = ("your ratings: {prompt, chosen, rejected} pairs and {prompt, completion, label} thumbs "
                    "up/down (trl DPO/KTO shapes); log-likelihood margins, no generation")
     default_heldout = None  # all held-out lines
-    max_tokens = 1  # nothing is generated (`edgees eval` still asks for one token per prompt)
+    max_tokens = 0  # nothing is generated (`edgees eval` asks for no token, so the engine decodes none)
     reward_mode = "likelihood"  # the reward is a log-likelihood figure: held-out `loglik` is the primary metric
+    _last = None  # (engine, examples, rewards) of the last evaluate(), for the loglik() that follows it
 
     def __init__(self, path: str, *, chat: bool = True, heldout_every: int = 5):
         self.name = f"feedback:{path}"
@@ -160,7 +164,7 @@ class FeedbackTask(FileBacked, Task):
         return records
 
     def _split_all(self, n_train, n_heldout):
-        train, heldout = split_records(self.records, self.heldout_every)
+        train, heldout = split_records(self.records, self.heldout_every, self.path)
         make = lambda r: Example(prompt=r.prompt, fields=r.fields)  # noqa: E731
         return [make(r) for r in train], [make(r) for r in heldout]
 
@@ -188,13 +192,24 @@ class FeedbackTask(FileBacked, Task):
 
     def train_rewards(self, engine, examples: Sequence[Example]) -> list[float]:
         examples = list(examples)
+        self._last = None  # the weights may have moved since evaluate(): its scores are stale
         return [self.reward_of(e, ll) for e, ll in zip(examples, self.scores(engine, examples))]
+
+    def loglik(self, engine, examples: Sequence[Example]) -> list[float]:
+        """The held-out `loglik` figure: each example's reward (there is no reference answer). Right
+        after evaluate() on the same examples and engine, its scores: held-out is scored once."""
+        examples = list(examples)
+        last, self._last = self._last, None
+        if last is not None and last[0] is engine and last[1] == examples:
+            return list(last[2])
+        return self.train_rewards(engine, examples)
 
     def evaluate(self, engine, examples: Sequence[Example]) -> tuple[list[float], dict, list[str]]:
         """(rewards, metrics, the answers scored): see the module docstring; nothing is generated."""
         examples = list(examples)
         lls = self.scores(engine, examples)
         rewards = [self.reward_of(e, ll) for e, ll in zip(examples, lls)]
+        self._last = (engine, examples, rewards)
         margins = [r for e, r in zip(examples, rewards) if is_pair(e)]
         metrics: dict[str, float] = {}
         if margins:

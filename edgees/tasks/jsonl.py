@@ -13,11 +13,12 @@ fields (python: rewards receive them as keyword arguments). Blank lines are skip
 
 Split: a "split" field ("train", or "heldout"/"test"/"valid"/"validation"/"eval") decides where a line
 goes; otherwise a line is held out when the hash of its prompt is 0 mod `heldout_every` (so repeated
-prompts never straddle the split); with no explicit split at all and nothing hashed out, the line
-with the smallest hash is held out. Both sides keep file order; n_heldout=None means all held-out.
-Growing files (an app appending while the daemon trains): refresh() re-reads the file when its size
-or mtime changed; a line keeps its side as lines are added, except that fallback line, which goes
-back to train once some line hashes out.
+prompts never straddle the split). A line's side is a function of that line alone, so it never
+changes as the file grows (an app appending while the daemon trains: refresh() re-reads the file when
+its size or mtime changed). A file none of whose lines is held out is a TaskError naming the fixes
+(a "split": "heldout" line, more lines, a smaller heldout_every): a small file often has none, and
+borrowing a train line for held-out would hand it back to train once the file grows. Both sides keep
+file order; n_heldout=None means all held-out.
 
 Matching (option match=):
   exact    strict: equal after trimming and collapsing whitespace; lenient: equal ignoring case and
@@ -209,13 +210,23 @@ def _answer(path, n, value):
     return str(value)
 
 
-def split_records(records: list[Record], heldout_every: int) -> tuple[list[Record], list[Record]]:
-    """(train, heldout) in file order, by the "split" field or by prompt hash (see module doc)."""
-    hashes = [stable_hash("jsonl", json.dumps(r.prompt, sort_keys=True)) for r in records]
-    side = [r.split if r.split else ("heldout" if is_heldout(h, heldout_every) else "train")
-            for r, h in zip(records, hashes)]
-    if len(records) > 1 and "heldout" not in side and not any(r.split for r in records):
-        side[min(range(len(records)), key=lambda i: hashes[i])] = "heldout"
+def side_of(record: Record, heldout_every: int) -> str:
+    """"train" or "heldout": the record's "split" field, else its prompt's hash; a pure function of
+    the line, so a line keeps its side forever however the file grows."""
+    if record.split:
+        return record.split
+    h = stable_hash("jsonl", json.dumps(record.prompt, sort_keys=True))
+    return "heldout" if is_heldout(h, heldout_every) else "train"
+
+
+def split_records(records: list[Record], heldout_every: int, source="the file") -> tuple[list[Record], list[Record]]:
+    """(train, heldout) in file order, each line by side_of (see module doc); no held-out line at all
+    is a TaskError naming `source` and the fixes."""
+    side = [side_of(r, heldout_every) for r in records]
+    if records and "heldout" not in side:
+        raise TaskError(f"{source}: none of its {len(records)} examples is held out (1 prompt in {heldout_every} is, "
+                        'by its hash, so that the split never changes); mark some lines "split": "heldout", add '
+                        "lines, or pass a smaller heldout_every (e.g. heldout_every=2)")
     return ([r for r, s in zip(records, side) if s == "train"],
             [r for r, s in zip(records, side) if s == "heldout"])
 
@@ -313,7 +324,7 @@ class JsonlTask(FileBacked, Task):
                       "fix the pattern, or use match=exact")
 
     def _split_all(self, n_train, n_heldout):
-        train, heldout = split_records(self.records, self.heldout_every)
+        train, heldout = split_records(self.records, self.heldout_every, self.path)
         make = lambda r: Example(prompt=r.prompt, fields=r.fields)  # noqa: E731
         return [make(r) for r in train], [make(r) for r in heldout]
 

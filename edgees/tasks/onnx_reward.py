@@ -12,7 +12,9 @@ default the last label (the "positive" one of binary classifiers).
 What is scored: the completion alone (input=completion, default), or the prompt's text and the
 completion joined by a newline (input=prompt+completion; a chat prompt contributes its last user
 message). Prompts come from data=PATH (a JSONL file as for jsonl:, answers optional) or, without it,
-a small built-in set of open writing prompts. Texts are truncated to max_length tokens.
+a small built-in set of open writing prompts. Texts are truncated to max_length tokens. A data file
+may grow while a daemon job trains on it (refresh(), as jsonl: does): new lines join at step
+boundaries, old ones keep their side.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Sequence
 
 from edgees.errors import TaskError
 from edgees.tasks.base import Example, Task, check_lengths, hash_split, mean, user
-from edgees.tasks.jsonl import load_jsonl, split_records, stop_list
+from edgees.tasks.jsonl import FileBacked, load_jsonl, split_records, stop_list
 
 ALLOWED_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 BUILTIN_PROMPTS = [
@@ -80,7 +82,7 @@ def load_tokenizer(path: Path):
     return (lambda text: tok.encode(text).ids), int(pad)
 
 
-class OnnxRewardTask(Task):
+class OnnxRewardTask(FileBacked, Task):
     description = "an ONNX reward model (text classifier/scorer) + tokenizer.json beside it; options label=, data="
     default_heldout = None
 
@@ -102,12 +104,20 @@ class OnnxRewardTask(Task):
         self.encode, self.pad_id = load_tokenizer(self.path.parent / "tokenizer.json")
         self.output = self._choose_output(output)
         self.label = self._choose_label(label)
+        self.chat = self.chat_builtin = self._chat_opt = chat
+        self.records = None
         if data is not None:
-            self.records = load_jsonl(data, need_answer=False, chat=chat)
-        else:
-            self.records = None
-        self.chat = chat if self.records is None else any(isinstance(r.prompt, list) for r in self.records)
-        self.chat_builtin = chat
+            self.path = Path(data)
+            self._load()
+
+    def _read(self, torn_ok: bool) -> list:
+        records = load_jsonl(self.path, need_answer=False, chat=self._chat_opt, torn_ok=torn_ok)
+        self.chat = any(isinstance(r.prompt, list) for r in records)
+        return records
+
+    def refresh(self) -> bool:
+        """Re-read a grown data file (FileBacked); the built-in prompts never change."""
+        return False if self.records is None else FileBacked.refresh(self)
 
     # ---- model ---------------------------------------------------------------------------------
     def _load_session(self):
@@ -211,7 +221,7 @@ class OnnxRewardTask(Task):
             train, heldout = hash_split(BUILTIN_PROMPTS, key=lambda p: ("onnx", p), heldout_every=self.heldout_every)
             make = lambda p: Example(prompt=user(p) if self.chat_builtin else p, fields={})  # noqa: E731
             return [make(p) for p in train], [make(p) for p in heldout]
-        train, heldout = split_records(self.records, self.heldout_every)
+        train, heldout = split_records(self.records, self.heldout_every, self.path)
         make = lambda r: Example(prompt=r.prompt, fields=r.fields)  # noqa: E731
         return [make(r) for r in train], [make(r) for r in heldout]
 

@@ -13,7 +13,8 @@ strings for string/raw prompts; [{"role": "assistant", "content": ...}] for chat
 as trl passes conversational completions), and every other column of the file as a keyword argument
 holding one value per example (None where a line lacks that key). It must return one finite number
 per completion; anything else, or an exception, is a TaskError naming the function (and, for an
-exception, the file and line where it was raised).
+exception, the file and line where it was raised). The data file may grow while a daemon job trains
+on it (refresh(), as jsonl: does): new lines join at step boundaries, old ones keep their side.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Sequence
 
 from edgees.errors import TaskError
 from edgees.tasks.base import Example, Task, check_lengths, is_finite_number, mean, stable_hash
-from edgees.tasks.jsonl import load_jsonl, split_records, stop_list
+from edgees.tasks.jsonl import FileBacked, load_jsonl, split_records, stop_list
 
 
 def _one_line(text: str) -> str:
@@ -86,7 +87,7 @@ def _where(exc: BaseException, prefer: Path | None) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno}"
 
 
-class PythonRewardTask(Task):
+class PythonRewardTask(FileBacked, Task):
     description = "your reward function f(prompts, completions, **fields) -> list[float] (trl signature); option data=PATH.jsonl"
     default_heldout = None
 
@@ -103,15 +104,21 @@ class PythonRewardTask(Task):
         self.label = target
         self.fn = load_function(module, function)
         self.module_path = Path(module) if module.endswith(".py") else None
-        self.records = load_jsonl(data, need_answer=False, chat=chat)
-        self.chat = any(isinstance(r.prompt, list) for r in self.records)
+        self.path = Path(data)
+        self._chat_opt = chat
+        self._load()
         self.max_tokens = int(max_tokens)
         self.stop = stop_list(stop)
         self.heldout_every = int(heldout_every)
-        self.columns = sorted({k for r in self.records for k in r.fields})
+
+    def _read(self, torn_ok: bool) -> list:
+        records = load_jsonl(self.path, need_answer=False, chat=self._chat_opt, torn_ok=torn_ok)
+        self.chat = any(isinstance(r.prompt, list) for r in records)
+        self.columns = sorted({k for r in records for k in r.fields})
+        return records
 
     def _split_all(self, n_train, n_heldout):
-        train, heldout = split_records(self.records, self.heldout_every)
+        train, heldout = split_records(self.records, self.heldout_every, self.path)
         make = lambda r: Example(prompt=r.prompt, fields=r.fields)  # noqa: E731
         return [make(r) for r in train], [make(r) for r in heldout]
 
