@@ -28,7 +28,8 @@ finetune settings), [budget] steps = N / minutes = M (a day), [publish] dir/ever
 (to: ollama:NAME, lmstudio[:P/M] or llama-server:URL, as `edgees export --to`). Jobs live in
 <data dir>/daemon/jobs/<name>.toml, their runs in <data dir>/daemon/runs/<name>; a published model
 is <dir>/<name>-<step>.gguf with <dir>/<name>.gguf pointing at the newest. The daemon trains only
-on AC power and while other processes use less than --cpu-max cores; `status` says why it pauses.
+on AC power and while other processes use less than --cpu-max cores (and, when asked, after the
+user has been idle --user-idle seconds and below --temp-max degrees); `status` says why it pauses.
 """
 
 
@@ -44,6 +45,11 @@ def register(sub) -> None:
     s.add_argument("--interval", type=float, default=None, metavar="S", help="seconds between policy checks (default 5)")
     s.add_argument("--resume-after", type=int, default=None, metavar="N",
                    help="passing checks in a row before resuming (default 3)")
+    s.add_argument("--user-idle", default=None, metavar="S",
+                   help="train only after the user has been idle S seconds (logind IdleHint of a graphical "
+                   "session; default off)")
+    s.add_argument("--temp-max", default=None, metavar="C",
+                   help="pause while the hottest temperature sensor is at or above C degrees Celsius (default off)")
     s.add_argument("--release-after", type=float, default=300.0, metavar="S",
                    help="seconds of pause after which the model is released from memory (default 300)")
     for name, text in (("stop", "stop at the next member boundary (checkpoint written) and wait for exit"),
@@ -102,13 +108,16 @@ def _start(args) -> int:
     from edgees.daemon import service
     from edgees.daemon.policy import PolicySettings
 
-    settings = PolicySettings.from_env(cpu_max=args.cpu_max, interval=args.interval, resume_after=args.resume_after)
+    settings = PolicySettings.from_env(cpu_max=args.cpu_max, interval=args.interval, resume_after=args.resume_after,
+                                       user_idle=args.user_idle, temp_max=args.temp_max)
     if args.foreground:
         return service.serve(settings, to_stderr=not args.no_stderr, release_after=args.release_after)
     fd = service.take_lock()  # refuse here, in one line, rather than in the child's output
     os.close(fd)
     argv = [f"--release-after={args.release_after}"]
-    for flag, value in (("--cpu-max", args.cpu_max), ("--interval", args.interval), ("--resume-after", args.resume_after)):
+    given = (("--cpu-max", args.cpu_max), ("--interval", args.interval), ("--resume-after", args.resume_after),
+             ("--user-idle", args.user_idle), ("--temp-max", args.temp_max))
+    for flag, value in given:
         if value is not None:
             argv.append(f"{flag}={value}")
     status = service.detach(argv)

@@ -149,7 +149,8 @@ class Runner:
         with self.lock:
             jobs = {n: st.view() for n, st in sorted(self.jobs.items())}
         return {"state": self.state, "pause_reason": self.pause_reason,
-                "other_cpu_cores": self.policy.other_cores,
+                "other_cpu_cores": self.policy.other_cores, "user_idle_seconds": self.policy.user_idle,
+                "temperature_c": self.policy.temperature,
                 "current": self.current[0] if self.current else None, "jobs": jobs}
 
     # ---- jobs ------------------------------------------------------------------------------
