@@ -4,8 +4,9 @@ On a terminal it is a conversation (the history goes back to the model each turn
 it, Ctrl-D ends). With stdin not a terminal it is for scripts: each non-empty line is one prompt,
 answered on its own (no history), one answer per output line (line breaks inside an answer become
 spaces; --json gives one JSON object per line with the exact text and the templated prompt).
-Decoding is greedy, as everywhere in edgees; answers are printed whole once generated (the engine
-has no token-by-token stream yet).
+Decoding is greedy, as everywhere in edgees. When stdout is a terminal the answer appears token by
+token as it is decoded (engine/stream.py: the same text, the same decode calls); otherwise each
+answer is printed whole.
 
 A RUN_DIR means its weights after the last logged step, rebuilt from the base (from the newest
 checkpoint) into a private working copy; a MODEL is loaded read-only from where it is.
@@ -82,11 +83,14 @@ def run(args) -> int:
             if not prompt.strip():
                 continue
             msgs = _messages(args.system, [{"role": "user", "content": prompt}])
-            answer = engine.generate([msgs], max_tokens=args.max_tokens)[0]
             if args.json:
+                answer = engine.generate([msgs], max_tokens=args.max_tokens)[0]
                 print(json.dumps({"prompt": prompt, "answer": answer, "templated": engine.render(msgs)}),
                       flush=True)
+            elif sys.stdout.isatty():
+                _print_stream(engine, msgs, args.max_tokens, one_line=True)
             else:
+                answer = engine.generate([msgs], max_tokens=args.max_tokens)[0]
                 print(" ".join(answer.splitlines()), flush=True)  # one line, whatever breaks it held
     return 0
 
@@ -106,6 +110,28 @@ def _conversation(engine, what: str, args) -> int:
         if not prompt.strip():
             continue
         history.append({"role": "user", "content": prompt})
-        answer = engine.generate([_messages(args.system, history)], max_tokens=args.max_tokens)[0]
+        msgs = _messages(args.system, history)
+        if sys.stdout.isatty():
+            answer = _print_stream(engine, msgs, args.max_tokens)
+        else:
+            answer = engine.generate([msgs], max_tokens=args.max_tokens)[0]
+            print(answer.strip(), flush=True)
         history.append({"role": "assistant", "content": answer})
-        print(answer.strip(), flush=True)
+
+
+def _print_stream(engine, msgs, max_tokens: int, one_line: bool = False) -> str:
+    """Print the answer as it is decoded (leading whitespace dropped, as print(answer.strip()) does;
+    one_line: line breaks as spaces); return the whole answer, as generate() would."""
+    from edgees.engine.stream import stream
+
+    pieces: list[str] = []
+    started = False
+    for piece in stream(engine, msgs, max_tokens=max_tokens):
+        pieces.append(piece)
+        shown = piece if started else piece.lstrip()
+        started = started or bool(shown)
+        if one_line:
+            shown = " ".join(shown.split("\n"))
+        print(shown, end="", flush=True)
+    print(flush=True)
+    return "".join(pieces)
