@@ -34,6 +34,7 @@ from edgees.tasks.base import get_task
 import toy_task
 from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_prompts
 
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read at import: the local Ray on loopback only
 try:
     import ray  # noqa: F401
     HAVE_RAY = True
@@ -152,6 +153,7 @@ def test_two_workers_write_the_local_executors_log(toy, cluster, tmp_path, capsy
     capsys.readouterr()
     assert log_bytes(run) == local  # same rewards, coefficients and weight hashes, byte for byte
     verify(run, capsys)
+    assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]  # the local Ray: loopback only
 
 
 @needs_ray

@@ -42,7 +42,8 @@ that lacks it at the same path):
   edgees finetune smollm2-135m --task arithmetic --run runs/big --executor ray --address 10.0.0.5:6379
 A `ray start` cluster runs without authentication unless told otherwise (Ray 2.60): anyone who
 reaches its ports runs code on every machine. Keep them on a private network behind a firewall, never
-exposed to the internet, and set RAY_AUTH_MODE=token on every machine before `ray start` (Ray 2.52+).
+exposed to the internet, and set RAY_AUTH_MODE=token on every machine before `ray start` and for
+edgees itself (Ray 2.52+; the token from `ray get-auth-token --generate`, copied to each machine).
 
 The run dir holds the config, an append-only step log (seeds, rewards, coefficients, weight hash),
 metrics.jsonl and curve.png; never the weights (window/ caches the replay window while the run is

@@ -5,13 +5,12 @@
     ...
     cluster.close()                                                        # stops Ray if connect started it
 
-Without an address, a new local Ray instance is started for this process alone: its node address
-127.0.0.1, no dashboard, no usage report, and a small object store (only a base model shipped to a
-worker that lacks it would use it, and a local worker never lacks it). Ray 2.60's gRPC servers still
-listen on every interface, whatever the node address; what keeps another machine out is Ray's token
-authentication, on by default for a local instance from Ray 2.59 (RAY_AUTH_MODE=token in the
-environment before the start turns it on from 2.52; setting it from here, after `import ray`, leaves
-the driver without the token), and a host firewall. With an address, the cluster is reached
+Without an address, a new local Ray instance is started for this process alone, bound to 127.0.0.1:
+Ray's single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read when ray is imported; its
+default on Linux, 1, resolves 127.0.0.1 to the machine's address and its servers listen on every
+interface), no dashboard, no usage report, and a small object store (only a base model shipped to a
+worker that lacks it would use it, and a local worker never lacks it). Ray >= 2.59 also turns its
+token authentication on for such an instance. With an address, the cluster is reached
 first by a plain TCP connect, so an unreachable address is one line within seconds rather than a
 long retry inside Ray. Each worker asks Ray for `threads_per_worker` CPUs; asking for more than the
 cluster has would wait forever, so it is refused here. Every failure is an EdgeesError (one line);
@@ -20,9 +19,11 @@ a Ray that this call started is stopped again before it is raised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 from edgees.errors import EdgeesError
@@ -71,6 +72,32 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+@contextlib.contextmanager
+def _stderr_muted():
+    """File descriptor 2 goes to /dev/null meanwhile (C++ code writes there, not to sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _asked_for_a_token(exc: BaseException | None) -> bool:
+    """Whether Ray failed because the cluster wants a token this process did not send (the cause
+    sits somewhere in the exception's chain)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     hp = _host_port(address)
     if hp is None:
@@ -90,6 +117,8 @@ def connect(address: str | None, workers: int | None, threads_per_worker: int = 
     """Join the cluster at `address` (or start a local one with `num_cpus`, default all CPUs) and
     check it has the CPUs for `workers` x `threads_per_worker` (workers None: as many as fit).
     A Ray already initialised in this process (a test's) is used as it is and left running."""
+    if not address and "ray" not in sys.modules:  # read at import: loopback only (module docstring)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
     started = False
@@ -98,16 +127,25 @@ def connect(address: str | None, workers: int | None, threads_per_worker: int = 
         try:
             if address:
                 check_reachable(address)
-                ray.init(address=address, **quiet)
+                with _stderr_muted():  # Ray's C++ client logs a line a second while a cluster refuses it
+                    ray.init(address=address, **quiet)
             else:
                 ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1",
                          object_store_memory=OBJECT_STORE_BYTES, **quiet)
+                if ray.nodes()[0]["NodeManagerAddress"] != "127.0.0.1":
+                    raise RuntimeError("Ray did not bind to 127.0.0.1 (was ray imported before edgees set "
+                                       "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0?); refusing to run it on every "
+                                       "interface")
         except EdgeesError:
             raise
         except Exception as exc:  # ConnectionError, RuntimeError, a version mismatch...
             if ray.is_initialized():
                 ray.shutdown()
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            if _asked_for_a_token(exc):
+                raise ClusterError(f"{where} asks for its token: run with RAY_AUTH_MODE=token and the cluster's "
+                                   "token in ~/.ray/auth_token or RAY_AUTH_TOKEN (`ray get-auth-token` on its "
+                                   "head prints it)") from None
             line = " ".join(str(exc).split())[:300]
             raise ClusterError(f"cannot start or join {where}: {type(exc).__name__}: {line}") from None
         started = True
