@@ -36,7 +36,7 @@ def _mpl_config(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def tmp_home(tmp_path, monkeypatch, _mpl_config) -> Path:
+def tmp_home(tmp_path, tmp_path_factory, monkeypatch, _mpl_config) -> Path:
     """EDGEES_HOME and EDGEES_WORKDIR point into this test's tmp dir: nothing touches ~ or /dev/shm.
     HOME, the XDG dirs and every model store edgees discovers (Ollama's, the Linux service's, LM
     Studio's under HOME, the HF cache, llama.cpp's cache) are empty dirs of this test too, so no
@@ -47,10 +47,10 @@ def tmp_home(tmp_path, monkeypatch, _mpl_config) -> Path:
     work.mkdir()
     monkeypatch.setenv("EDGEES_HOME", str(home))
     monkeypatch.setenv("EDGEES_WORKDIR", str(work))
-    others = tmp_path / "others"
+    others = tmp_path_factory.mktemp("machine")  # beside tmp_path: tests that list tmp_path see only theirs
     for var in STORE_VARS:
         monkeypatch.setenv(var, str(others / var.lower()))
-    (others / "home").mkdir(parents=True)
+    (others / "home").mkdir()
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setenv("PIP_CACHE_DIR", _PIP_CACHE)

@@ -80,7 +80,7 @@ def test_likelihood_reward_scores_the_reference_and_the_end_of_turn(tmp_path):
 
     model = make_tiny_model(tmp_path / "tiny.gguf", "Q8_0", seed=0)
     data = write(tmp_path / "d.jsonl", ['{"prompt": "say one", "answer": ["1", "1.0"]}',
-                                        '{"prompt": "say two", "answer": "2"}'])
+                                        '{"prompt": "say two", "answer": "2", "split": "heldout"}'])
     with engine_mod.Engine(model, n_seq=4) as engine:
         eot = engine.end_of_turn()
         assert engine.is_eog(eot)
