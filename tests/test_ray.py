@@ -225,6 +225,18 @@ def test_a_worker_joining_at_step_k_agrees_from_k_on(toy, cluster, tmp_path, cap
 
 
 @needs_ray
+def test_an_elastic_executor_adds_a_worker_for_free_cpus(toy, cluster, tmp_path, capsys):
+    base, data, local = toy
+    ex = executor(1, elastic=True)  # the module's Ray has 2 CPUs: one is free after the first worker
+    hook = Hook(on_step=lambda t: t == 2 and ex.wait_joined())
+    summary = run_in_process(trainer(base, data, tmp_path / "run", ex, events=hook))
+    assert summary["steps_done"] == STEPS and ex.stats["joined"] == 2
+    assert any("CPUs free: worker 1 joins" in line for line in hook.lines)
+    assert ex.checks and all(ok for _, _, ok in ex.checks)
+    assert log_bytes(tmp_path / "run") == local
+
+
+@needs_ray
 def test_local_then_ray_resume_writes_the_local_log(toy, cluster, tmp_path, capsys):
     base, data, local = toy
     run = tmp_path / "run"

@@ -190,7 +190,7 @@ def _executor(opts, task):
     from edgees.scale.cluster import connect
     from edgees.scale.executor import RayExecutor
     cluster = connect(opts.address, opts.workers, opts.threads_per_worker)
-    return RayExecutor(cluster, batch=opts.batch, max_tokens=task.max_tokens)
+    return RayExecutor(cluster, batch=opts.batch, max_tokens=task.max_tokens, elastic=opts.workers is None)
 
 
 def _print_dry_run(args, model, res, logged: int | None) -> int:

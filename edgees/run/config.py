@@ -70,7 +70,7 @@ class RunOptions:
     workers: int | None = field(default=None, metadata={
         "kind": int, "unset": "as many as the CPUs allow",
         "help": "with --executor ray: worker processes, each with its own copy of the model (default: the "
-                "cluster's CPUs / --threads-per-worker)"})
+                "cluster's CPUs / --threads-per-worker, and more as machines join the cluster)"})
     threads_per_worker: int = field(default=1, metadata={
         "kind": int, "help": "with --executor ray: compute threads per worker (default 1); a run's rewards "
                              "are the same at the same threads per evaluating process"})

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ from edgees.scale.worker import Worker, WorkerSpec, split_sha256
 MAX_REBUILDS = 2  # a worker slot whose replacements keep disagreeing with the log is given up
 POLL_SECONDS = 0.2  # how often a waiting driver looks at its stop flag
 STOP_SECONDS = 5.0  # what a worker gets to clean up before its process is ended
+GROW_SECONDS = 30.0  # how often an elastic executor asks Ray for free CPUs
 
 
 @dataclass
@@ -60,11 +62,15 @@ class Slot:
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, cluster: Cluster, batch: int, max_tokens: int, worker_base_path: str | None = None):
-        """worker_base_path: where workers look for the base model (default: the driver's path)."""
+    def __init__(self, cluster: Cluster, batch: int, max_tokens: int, worker_base_path: str | None = None,
+                  elastic: bool = False):
+        """worker_base_path: where workers look for the base model (default: the driver's path).
+        elastic: at a step's start (every GROW_SECONDS at most), start a worker for every
+        threads_per_worker CPUs the cluster has free (a machine that joined with `ray start`)."""
         self.cluster, self.ray = cluster, cluster.ray
         self.batch, self.max_tokens = batch, max_tokens
         self.worker_base_path = worker_base_path
+        self.elastic, self._grown_at = elastic, -math.inf
         self.slots: dict[int, Slot] = {}
         self._next = 0
         self._base_ref = None
@@ -242,6 +248,8 @@ class RayExecutor(Executor):
         if self.trainer.follow_data:
             raise RunError("the ray executor does not follow a growing data file; use --executor local")
         self._settle()
+        if self.elastic:
+            self._grow()
         members = signed_members(seeds)
         idx = [int(i) for i in prompt_idx]
         rewards: list[float | None] = [None] * len(members)
@@ -280,6 +288,19 @@ class RayExecutor(Executor):
                     rewards[i] = float(r)
                     on_member(i, rewards[i])
         return [rewards[i] for i in range(0, len(members), 2)], [rewards[i] for i in range(1, len(members), 2)]
+
+    def _grow(self) -> None:
+        """Workers for the CPUs the cluster has free, once no worker is still joining (one that
+        Ray has not placed yet holds no CPU, so it would be counted twice); never again after a
+        worker was given up (its CPU would come back free, and the next worker fail the same way)."""
+        if (time.monotonic() - self._grown_at < GROW_SECONDS or self.stats["given_up"]
+                or any(s.joining is not None for s in self.slots.values())):
+            return
+        self._grown_at = time.monotonic()
+        free = int(self.ray.available_resources().get("CPU", 0)) // self.cluster.threads_per_worker
+        for _ in range(free):
+            wid = self.add_worker()
+            self.trainer.events.status(f"ray: the cluster has CPUs free: worker {wid} joins")
 
     def _settle(self) -> None:
         """Calls left in flight by a stopped step: wait for them and forget their results."""
