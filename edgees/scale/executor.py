@@ -95,16 +95,17 @@ class RayExecutor(Executor):
             eval_n=cfg.eval_n, train_sha256=split_sha256(trainer.train), cwd=os.getcwd())
         self._base_hash = trainer.state.sha256() if trainer.state.step == 0 else None
         self._cls = self.ray.remote(Worker)
-        trainer.events.status(f"ray: starting {self.cluster.workers} workers x {self.cluster.threads_per_worker} "
-                              f"thread(s) on {self.cluster.address} ({self.cluster.cpus} CPUs)")
+        trainer.events.status(f"ray: starting {_n(self.cluster.workers, 'worker')} x "
+                              f"{_n(self.cluster.threads_per_worker, 'thread')} on {self.cluster.address} "
+                              f"({self.cluster.cpus} CPUs)")
         for _ in range(self.cluster.workers):
             self.add_worker()
         self.wait_joined(starting=True)  # every worker in step with the log before any step starts
         if not self.slots:
             raise RunError("no Ray worker could join the run")
         nodes = sorted({s.node for s in self.slots.values()})
-        trainer.events.status(f"ray: {len(self.slots)} workers in step with the log at step {len(trainer.records)} "
-                              f"on {', '.join(nodes)}")
+        trainer.events.status(f"ray: {_n(len(self.slots), 'worker')} in step with the log at step "
+                              f"{len(trainer.records)} on {', '.join(nodes)}")
 
     def add_worker(self, catchup: tuple | None = None, rebuilds: int = 0) -> int:
         """Start a worker that joins from `catchup` = (checkpoint or None, log bytes), by default the
@@ -355,3 +356,7 @@ class RayExecutor(Executor):
         self._stop(actors)
         self._base_ref = None
         self.cluster.close()
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
