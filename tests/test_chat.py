@@ -77,6 +77,14 @@ def test_compare_prints_both_columns_and_json(toy):
     assert any(line.startswith("loglik") and len(line.split()) == 3 for line in lines)
     assert sum(line.startswith("  base:") for line in lines) == 2
     assert sum(line.startswith("  adapted:") for line in lines) == 2
+    ch = res["changes"]
+    assert ch["changed"] == sum(s["base"] != s["adapted"] for s in json.loads(
+        run("compare", base, run_dir, *task, "--json", "--samples", "4").stdout)["samples"])
+    assert ch["reward_up"] + ch["reward_down"] <= ch["changed"] <= 4
+    assert any(line.startswith(f"answers changed on {ch['changed']} of 4 prompts") for line in lines)
+    only = json.loads(run("compare", base, run_dir, *task, "--json", "--samples", "4", "--changed").stdout)
+    assert len(only["samples"]) == ch["changed"]
+    assert all(s["base"] != s["adapted"] and {"base_reward", "adapted_reward"} <= set(s) for s in only["samples"])
 
 
 def test_chat_and_compare_refuse_an_unknown_model_in_one_line(toy):

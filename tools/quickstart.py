@@ -61,7 +61,7 @@ def demo(extra: list[str]) -> None:
     sh(edgees, "export", run, "-o", ROOT / "runs" / "demo.gguf", "--force")
     print("\nbefore and after, on the same 40 held-out sums (lenient: the last number written is the sum):")
     sh(edgees, "compare", "smollm2-135m", ROOT / "runs" / "demo.gguf", "--task", "arithmetic", "--n", "40",
-       "--samples", "3")
+       "--samples", "3", "--changed")
     print(f"\nadapted model: {ROOT / 'runs' / 'demo.gguf'} (loads in llama.cpp, Ollama, LM Studio)")
 
 

@@ -30,6 +30,9 @@ def register(sub) -> None:
     add_run_options(p)
     p.add_argument("--n", type=positive_int, default=None, help="held-out examples (default: the task's)")
     p.add_argument("--samples", type=int, default=3, metavar="K", help="completions shown side by side (3)")
+    p.add_argument("--changed", action="store_true",
+                   help="show the first K prompts whose answers differ (in held-out order, not picked by "
+                   "reward), instead of the first K prompts")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
     p.set_defaults(func=run)
@@ -76,12 +79,20 @@ def run(args) -> int:
     sides = [evaluate(spec, task, examples, opts.threads, opts.batch, args.verbose)
              for spec in (args.base, args.adapted)]
     k = max(0, args.samples)
-    samples = [{"prompt": e.prompt, "base": b, "adapted": a}
-               for e, b, a in zip(examples[:k], sides[0]["completions"], sides[1]["completions"])]
+    base_c, adapted_c = sides[0]["completions"], sides[1]["completions"]
+    rewards = _rewards(task, examples, base_c, adapted_c)
+    rows = [{"prompt": e.prompt, "base": b, "adapted": a}
+            for e, b, a in zip(examples, base_c, adapted_c)]
+    if rewards:
+        for row, rb, ra in zip(rows, *rewards):
+            row.update(base_reward=rb, adapted_reward=ra)
+    shown = [r for r in rows if r["base"] != r["adapted"]] if args.changed else rows
+    changes = _changes(rows)
     result = {"task": opts.task, "n": len(examples),
               "base": {key: v for key, v in sides[0].items() if key != "completions"},
               "adapted": {key: v for key, v in sides[1].items() if key != "completions"},
-              "samples": samples}
+              "changes": changes, "samples": shown[:k]}
+    samples = result["samples"]
     if args.json:
         print(json.dumps(result))
         return 0
@@ -93,11 +104,32 @@ def run(args) -> int:
         b, a = (s["metrics"].get(name) for s in sides)
         print(f"{name:<{width}}  {_fmt(b):>12}  {_fmt(a):>12}")
     print(f"{'base':<{width}}  {args.base}\n{'adapted':<{width}}  {args.adapted}")
+    line = f"answers changed on {changes['changed']} of {len(examples)} prompts"
+    if "reward_up" in changes:
+        line += f": the task's reward rose on {changes['reward_up']} and fell on {changes['reward_down']}"
+    print(line)
     for i, s in enumerate(samples, 1):
         print(f"\n[{i}] {_prompt_text(s['prompt'])[:100]}")
-        print(f"  base:    {s['base']!r}")
-        print(f"  adapted: {s['adapted']!r}")
+        tag = {side: f"  (reward {s[side + '_reward']:.2f})" if side + "_reward" in s else ""
+               for side in ("base", "adapted")}
+        print(f"  base:    {s['base']!r}{tag['base']}")
+        print(f"  adapted: {s['adapted']!r}{tag['adapted']}")
     return 0
+
+
+def _rewards(task, examples, base_c, adapted_c):
+    """Each side's per-prompt reward from its completions, or None for a task that generates nothing."""
+    if task.max_tokens == 0:
+        return None
+    return task.rewards(examples, base_c), task.rewards(examples, adapted_c)
+
+
+def _changes(rows: list[dict]) -> dict:
+    out = {"changed": sum(r["base"] != r["adapted"] for r in rows)}
+    if rows and "base_reward" in rows[0]:
+        out["reward_up"] = sum(r["adapted_reward"] > r["base_reward"] for r in rows)
+        out["reward_down"] = sum(r["adapted_reward"] < r["base_reward"] for r in rows)
+    return out
 
 
 def _fmt(v) -> str:
