@@ -39,14 +39,15 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_output(out: Path, run_path: Path, protected: list[Path], force: bool) -> None:
+def check_output(out: Path, run_path: Path, protected: list[Path], force: bool,
+                 example: str = "adapted.gguf") -> None:
     """Refuse to write over the base model, the user's input file or the run's own files; refuse
-    an existing OUT unless force."""
+    an existing OUT unless force. `example` is the file name the directory error suggests."""
     for p in protected + [run_path / n for n in RUN_FILES]:
         if _same_file(out, p):
             raise EdgeesError(f"-o {out} is {p}: refusing to overwrite it; choose another output path")
     if out.is_dir():
-        raise EdgeesError(f"-o {out} is a directory; give a file name, e.g. {out / 'adapted.gguf'}")
+        raise EdgeesError(f"-o {out} is a directory; give a file name, e.g. {out / example}")
     if not out.parent.is_dir():
         raise EdgeesError(f"-o {out}: directory {out.parent} does not exist; create it first")
     if out.exists() and not force:

@@ -139,14 +139,10 @@ def read_pack(path: Path) -> tuple[dict, dict[str, bytes]]:
 def write_pack(run_path, out, force: bool = False) -> dict:
     """Pack a run into `out` (atomically); refuse an existing out unless force."""
     from edgees.fileio import atomic_write
+    from edgees.run.export import check_output
 
     run_path, out = Path(run_path), Path(out)
-    if out.is_dir():
-        raise EdgeesError(f"-o {out} is a directory; give a file name, e.g. {out / 'adaptation.edgees'}")
-    if not out.parent.is_dir():
-        raise EdgeesError(f"-o {out}: directory {out.parent} does not exist; create it first")
-    if out.exists() and not force:
-        raise EdgeesError(f"{out} exists; pass --force to replace it")
+    check_output(out, run_path, [], force, example="adaptation.edgees")
     data, manifest = pack_bytes(run_path)
     atomic_write(out, data)
     return {"out": str(out), "bytes": len(data), "steps": manifest["steps"], "base_sha256": manifest["base"]["sha256"],
