@@ -68,3 +68,25 @@ def test_likelihood_reward_option_is_checked(tmp_path):
         get_task(f"jsonl:{data}", match="regex", reward="likelihood")
     with pytest.raises(TaskError, match="no reference answers"):
         get_task("countdown", seed=0).reference(Example(prompt="p"))
+
+
+# ---- the primary metric --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,primary", [("arithmetic", "lenient"), ("countdown", "solved"),
+                                          ("conciseness", "reward"), ("calibration", "reward")])
+def test_each_task_names_a_primary_metric_its_metrics_report(name, primary):
+    task = get_task(name)
+    _, heldout = task.split(n_heldout=4)
+    metrics = task.metrics(heldout, ["42"] * len(heldout))
+    assert task.primary == primary and task.primary_metric(metrics) == primary
+    assert list(task.leading({**metrics, "seconds": 1.0}))[0] == primary
+    assert "seconds" not in task.leading(metrics | {"seconds": 1.0})
+
+
+def test_a_file_task_leads_with_strict_and_falls_back_to_its_first_metric(tmp_path):
+    path = write(tmp_path / "d.jsonl", [{"prompt": f"q{i}", "answer": str(i)} for i in range(20)])
+    task = get_task(f"jsonl:{path}")
+    assert task.primary_metric({"lenient": 0.5, "strict": 0.25, "reward": 0.1}) == "strict"
+    assert task.primary_metric({"reward": 0.1, "lenient": 0.5}) == "reward"  # no strict: the first one
+    with pytest.raises(TaskError, match="no metric"):
+        task.primary_metric({"seconds": 3.0})

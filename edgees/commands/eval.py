@@ -77,7 +77,7 @@ def run(args) -> int:
     total_s = time.perf_counter() - t_start
     result = {
         "model": args.model, "path": str(path), "task": opts.task, "n": len(examples), "shots": args.shots,
-        "metrics": metrics, "wall_s": wall, "load_s": load_s, "total_s": total_s,
+        "metrics": metrics, "primary_metric": task.primary_metric(metrics) if metrics else None, "wall_s": wall, "load_s": load_s, "total_s": total_s,
         "prompt_tokens": prompt_tokens, "generated_tokens": generated,
         "tokens_per_s": (prompt_tokens + generated) / wall if wall > 0 else 0.0,
         "generated_tokens_per_s": generated / wall if wall > 0 else 0.0,
@@ -90,7 +90,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    shown = "  ".join(f"{k} {_fmt(k, v)}" for k, v in metrics.items())
+    shown = "  ".join(f"{k} {_fmt(k, v)}" for k, v in task.leading(metrics).items())
     k = f"  {args.shots}-shot" if args.shots else ""
     print(f"{args.model}  {opts.task}{k}  n={len(examples)}  {shown}")
     print(f"  {len(examples)} prompts in {wall:.1f} s: {generated} generated tokens, "

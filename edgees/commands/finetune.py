@@ -131,7 +131,7 @@ def run(args) -> int:
     out = Path(args.export) if args.export else None
     if out is not None:  # refuse a bad -o before an hour of training, not after
         check_output(out, Path(args.run), [Path(model)], args.force)
-    progress = Progress(cfg.steps, cfg.pairs, args.quiet)
+    progress = Progress(cfg.steps, cfg.pairs, args.quiet, task)
     stop = {"flag": False}
 
     def on_signal(signum, frame):
@@ -151,6 +151,7 @@ def run(args) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = trainer.run_steps(should_stop=lambda: stop["flag"], minutes=opts.minutes)
+        summary["primary_metric"] = task.primary
         if out is not None and not summary["stopped"]:
             check_output(out, Path(args.run), [Path(model)], args.force)
             summary["export"] = trainer.export(out)
@@ -171,9 +172,10 @@ def run(args) -> int:
         print(f"{state}: {summary['steps_done']}{of} steps in {summary['run']}")
         if summary["first_heldout"] and summary["last_heldout"]:
             (s0, m0), (s1, m1) = summary["first_heldout"], summary["last_heldout"]
-            for k in m0:
-                if k in m1 and k not in ("seconds", "n"):
-                    print(f"  held-out {k}: {m0[k]:.3f} (step {s0}) -> {m1[k]:.3f} (step {s1})")
+            for i, k in enumerate(trainer.task.leading(m0)):
+                if k in m1:
+                    lead = " (the task's primary metric)" if i == 0 else ""
+                    print(f"  held-out {k}: {m0[k]:.3f} (step {s0}) -> {m1[k]:.3f} (step {s1}){lead}")
         if curve:
             print(f"  learning curve: {curve}")
         if "export" in summary:
@@ -212,8 +214,8 @@ def _print_dry_run(args, model, res, logged: int | None) -> int:
 class Progress(TrainerEvents):
     """finetune's view of a run on stderr: status lines, the held-out scores, a bar of members."""
 
-    def __init__(self, steps: int, pairs: int, quiet: bool):
-        self.steps, self.members, self.quiet = steps, 2 * pairs, quiet
+    def __init__(self, steps: int, pairs: int, quiet: bool, task=None):
+        self.steps, self.members, self.quiet, self.task = steps, 2 * pairs, quiet, task
         self.bar = None
         self._replay, self._close_replay = progress_bar("replaying", quiet)
 
@@ -227,7 +229,8 @@ class Progress(TrainerEvents):
 
     def heldout(self, step: int, metrics: dict[str, float]) -> None:
         if not self.quiet:
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k not in ("seconds", "n"))
+            lead = self.task.leading(metrics) if self.task is not None else metrics
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in lead.items() if k not in ("seconds", "n"))
             print(f"edgees: held-out at step {step}: {shown}", file=sys.stderr)
 
     def member(self, step: int, member: int, reward: float) -> None:
@@ -248,7 +251,8 @@ class Progress(TrainerEvents):
             post = {"reward": f"{row['reward_mean']:.3f}", "moved": row["changed"]}
             if "heldout" in row:
                 h = row["heldout"]
-                post.update({k: f"{h[k]:.2f}" for k in ("strict", "lenient", "accuracy") if k in h})
+                keys = list(self.task.leading(h))[:2] if self.task is not None else []
+                post.update({k: f"{h[k]:.2f}" for k in keys})
             self.bar.set_postfix(post)
 
     def close(self) -> None:

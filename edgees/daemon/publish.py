@@ -10,8 +10,9 @@ lmstudio[:P/M] (a hard link or copy in LM Studio's tree, its last `keep` version
 llama-server:URL (`dir` is the server's --models-dir; GET URL/models?reload=1). Like the hook, a
 failing target is a warning in the log and in status, never a stop.
 
-The gate: a candidate is published only if its primary held-out metric (loglik for a likelihood
-task, else the task's first metric; higher is better) is not below the last published version's,
+The gate: a candidate is published only if the task's primary held-out metric (Task.primary: the
+figure a person reading the answers judges by, e.g. arithmetic's lenient; higher is better) is not
+below the last published version's,
 or the base model's before the first publish, by more than the job's margin. The file is written
 from the weights the trainer holds (run/export.write_live: one pass over the model, no replay).
 """
@@ -32,17 +33,7 @@ from edgees.run.export import write_live
 from edgees.stores import publish as targets
 
 log = logging.getLogger("edgees.daemon")
-SKIP = ("seconds", "n")
 HOOK_TIMEOUT = 600.0
-
-
-def primary_metric(metrics: dict, reward_mode: str) -> str:
-    if reward_mode == "likelihood" and "loglik" in metrics:
-        return "loglik"
-    keys = [k for k in metrics if k not in SKIP]
-    if not keys:
-        raise EdgeesError("the held-out evaluation returned no metric; the task must report one")
-    return keys[0]
 
 
 def history(pub_dir: Path, name: str) -> list[dict]:
@@ -62,14 +53,13 @@ def gate(candidate: dict, reference: dict | None, key: str, margin: float) -> tu
 
 
 def publish(job, run_path: Path, header: dict, wc, weights_sha256: str, step: int, metrics: dict,
-            base_metrics: dict | None, reward_mode: str) -> dict:
-    """Gate and maybe publish; returns {published, reason, step, metrics, [path, sha256, ...]}."""
+            base_metrics: dict | None, key: str) -> dict:
+    """Gate on metrics[key] and maybe publish; returns {published, reason, step, metrics, [path, sha256, ...]}."""
     pub = job.publish
     pub_dir = Path(pub.dir) if Path(pub.dir).is_absolute() else job.workdir / pub.dir
     pub_dir.mkdir(parents=True, exist_ok=True)
     clean_temps(pub_dir, job.name)
     past = history(pub_dir, job.name)
-    key = primary_metric(metrics, reward_mode)
     reference = past[-1]["metrics"] if past else base_metrics
     if past and past[-1]["step"] >= step:
         return {"published": False, "reason": f"step {step} is published already", "step": step}

@@ -323,7 +323,7 @@ class Runner:
     def _publish(self, st: JobState, trainer) -> None:
         base = next((r["heldout"] for r in trainer.run.read_metrics() if r.get("step") == 0 and "heldout" in r), None)
         res = publish(st.job, trainer.run.path, trainer.run.read_header(), trainer.wc,
-                      trainer.records[-1].weights_sha256, st.step, st.heldout, base, trainer.task.reward_mode)
+                      trainer.records[-1].weights_sha256, st.step, st.heldout, base, trainer.task.primary_metric(st.heldout))
         st.last_gate = res
         if res["published"]:
             st.last_publish = res

@@ -68,6 +68,10 @@ class Arithmetic(Task):
     description = "two-digit sums A+B (chat); strict = just the number, lenient = last number right"
     chat = True
     default_heldout = 40
+    # lenient leads: the sum a person reads in the answer ("45 + 33 = 78" is right). strict (only
+    # the number) is reported beside it; SmolLM2-135M starts at 0 there and the default reward
+    # moves lenient first (docs/results/arithmetic-baselines-and-margin.md).
+    primary = "lenient"
 
     def __init__(self, *, max_tokens: int = 16, heldout_every: int = 5, reward: str = "generate"):
         self.reward_mode = reward_mode(self.name, reward)

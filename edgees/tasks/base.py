@@ -48,6 +48,9 @@ class Task:
     max_tokens: int = 32
     stop: list = []
     default_heldout: int | None = 40  # n_heldout=None means this many (None: all there are)
+    # The held-out metric a publish gate compares and a results table leads with: the figure a
+    # person reading the answers would judge by. Higher is better.
+    primary: str = "reward"
 
     # ---- split -------------------------------------------------------------------------------
     def split(self, n_train: int | None = None, n_heldout: int | None = None) -> tuple[list[Example], list[Example]]:
@@ -120,6 +123,24 @@ class Task:
                                            stop=list(self.stop)))
         check_lengths(self.name, examples, completions)
         return self.rewards(examples, completions), self.metrics(examples, completions), completions
+
+    def primary_metric(self, metrics: dict) -> str:
+        """The key of `primary` in these metrics; a task whose metrics lack it (a feedback file of
+        ratings has no pair accuracy) falls back to its first reported metric."""
+        if self.primary in metrics:
+            return self.primary
+        keys = [k for k in metrics if k not in ("seconds", "n")]
+        if not keys:
+            raise TaskError(f"task {self.name}: the held-out evaluation returned no metric; the task must report one")
+        return keys[0]
+
+    def leading(self, metrics: dict) -> dict:
+        """The metrics to show, the primary one first (what a table or a progress line leads with)."""
+        shown = {k: v for k, v in metrics.items() if k not in ("seconds", "n")}
+        if not shown:
+            return shown
+        key = self.primary_metric(shown)
+        return {key: shown[key], **{k: v for k, v in shown.items() if k != key}}
 
     def __repr__(self) -> str:
         return f"<Task {self.name} chat={self.chat} max_tokens={self.max_tokens} stop={self.stop!r}>"

@@ -58,6 +58,7 @@ def d_prime(p_hit: float, n_hit: int, p_fa: float, n_fa: int) -> float:
 
 class Calibration(Arithmetic):
     name = "calibration"
+    primary = "reward"  # d_prime is the point but undefined when every answer is right (or wrong)
     description = "answer a sum, then say Yes/No to 'are you confident?'; reward = correctness + agreement; reports d'"
     chat = True
     default_heldout = 40

@@ -145,6 +145,7 @@ def reward(completion: str, numbers: Sequence[int], target: int) -> float:
 
 class Countdown(Task):
     name = "countdown"
+    primary = "solved"
     description = "reach a target with 3-4 numbers and + - * / (ES/QES papers); <answer> tags"
     chat = True
     default_heldout = 40

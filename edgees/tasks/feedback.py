@@ -142,6 +142,7 @@ def is_pair(example: Example) -> bool:
 
 
 class FeedbackTask(FileBacked, Task):
+    primary = "loglik"  # the mean held-out reward (see the module docstring); accuracy is for people
     description = ("your ratings: {prompt, chosen, rejected} pairs and {prompt, completion, label} thumbs "
                    "up/down (trl DPO/KTO shapes); log-likelihood margins, no generation")
     default_heldout = None  # all held-out lines

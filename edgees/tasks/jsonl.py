@@ -279,6 +279,7 @@ def best_match(mode, completion, answer) -> tuple[bool, bool, float]:
 
 
 class JsonlTask(FileBacked, Task):
+    primary = "strict"  # the user wrote the answers: their exact form is the target
     description = "your data: one JSON object per line (prompt/answer, messages, mlx-lm keys); option match=exact|numeric|regex"
     default_heldout = None  # all held-out lines
 
