@@ -24,7 +24,7 @@ from toy_task import finetune_args, toy_model, write_answers
 STEPS = 8
 
 
-def _records(model, ef: str, window: int = 3) -> list[StepRecord]:
+def _records(model, ef: str, window: int = 3, alpha: float = 0.5, sigma: float = 0.3) -> list[StepRecord]:
     """A synthetic run: STEPS updates with fixed coefficients, each step's weight hash logged."""
     recs = []
     with WorkingCopy(model) as wc:
@@ -32,8 +32,8 @@ def _records(model, ef: str, window: int = 3) -> list[StepRecord]:
         for t in range(STEPS):
             seeds = pair_seeds(7, t, 3)
             coefs = (1.5, -0.5, -1.0)
-            state.apply(StepSpec(seeds, coefs, 0.5, 0.3))
-            recs.append(StepRecord(t, list(seeds), [0.0] * 3, [0.0] * 3, list(coefs), 0.3, 0.5, state.sha256()))
+            state.apply(StepSpec(seeds, coefs, alpha, sigma))
+            recs.append(StepRecord(t, list(seeds), [0.0] * 3, [0.0] * 3, list(coefs), sigma, alpha, state.sha256()))
     return recs
 
 
@@ -43,6 +43,19 @@ def _log_sha(recs):
 
 def _spec(rec):
     return StepSpec(tuple(rec.seeds), tuple(rec.coefs), rec.alpha, rec.sigma)
+
+
+def _codes_forms(model, path) -> list[str]:
+    """Per trainable tensor, the form the checkpoint's codes section holds it in: diff or dense."""
+    _, sections = ck.read_checkpoint(path)
+    raw, k, forms = sections["codes"], 0, []
+    with WorkingCopy(model) as wc:
+        for s in WeightState(wc, ef="off").slots:
+            n = int(np.frombuffer(raw, np.uint64, 1, k)[0])
+            forms.append("dense" if n == ck.DENSE else "diff")
+            k += 8 + (s.view.nbytes if n == ck.DENSE else 5 * n)
+    assert k == len(raw)
+    return forms
 
 
 def _checkpoint_at(model, run, recs, ef, step, window=3):
@@ -63,6 +76,23 @@ def test_a_restored_state_carries_on_like_the_uninterrupted_one(tiny_models, tmp
         state = WeightState(wc, ef=ef, window=3)
         assert ck.restore_newest(tmp_path, state, recs, STEPS, "base", _log_sha(recs)) == 5
         for t in range(5, STEPS):
+            state.apply(_spec(recs[t]))
+            assert state.sha256() == recs[t].weights_sha256, t
+
+
+@pytest.mark.parametrize("moves", ["few", "many"])
+def test_codes_are_kept_as_a_diff_or_whole_whichever_is_smaller(tiny_models, tmp_path, moves):
+    """Early in a real run few codes move (a diff against the base is small); after many large
+    steps most have (the tensor's bytes whole are smaller). Either form restores exactly."""
+    model = tiny_models["Q4_1"]
+    recs = _records(model, "replay", alpha=0.02, sigma=0.01) if moves == "few" else _records(model, "replay")
+    path = _checkpoint_at(model, tmp_path, recs, "replay", 2)
+    forms = _codes_forms(model, path)
+    assert set(forms) == ({"diff"} if moves == "few" else {"dense"})
+    with WorkingCopy(model) as wc:
+        state = WeightState(wc, ef="replay", window=3)
+        assert ck.restore_newest(tmp_path, state, recs, STEPS, "base", _log_sha(recs)) == 2
+        for t in range(2, STEPS):
             state.apply(_spec(recs[t]))
             assert state.sha256() == recs[t].weights_sha256, t
 

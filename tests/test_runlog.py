@@ -157,3 +157,32 @@ def test_prefix_hash_of_a_read_log_is_log_sha256(tmp_path):
     records, _, _ = read_steps(path)
     for n in range(6):
         assert records.prefix_sha256(n) == log_sha256(path, n)
+
+
+def test_a_checkpoints_claim_on_the_prefix_spares_its_checks_and_nothing_else(tmp_path):
+    """read_steps(trusted=(t, sha256)): when the first t lines hash to a checkpoint's claim they are
+    not checked line by line again; the result is the same. A claim that does not match (a flipped
+    byte in the prefix, another log, more lines than there are) changes nothing: every line is
+    checked and a damaged one is reported by its line number, as without a claim."""
+    data, lines = log_bytes(6)
+    path = tmp_path / "steps.log"
+    path.write_bytes(data + lines[0][:7])  # and a torn tail
+    plain = read_steps(path)
+    for t in range(7):
+        claim = (t, log_sha256(path, t))
+        records, good, torn = read_steps(path, trusted=claim)
+        assert (records, good, torn) == plain and records._spans == plain[0]._spans, t
+        assert [r.step for r in records] == list(range(6))
+    assert read_steps(path, trusted=(9, "0" * 64)) == plain
+    bad = bytearray(data)
+    bad[len(STEPS_MAGIC) + len(lines[0]) + 5] ^= 0x01  # line 3, inside the claimed prefix of 4
+    path.write_bytes(data)
+    claim4 = (4, log_sha256(path, 4))
+    path.write_bytes(bytes(bad))
+    with pytest.raises(RunError, match=r"line 3\b"):
+        read_steps(path, trusted=claim4)
+    bad_after = bytearray(data)
+    bad_after[len(data) - 20] ^= 0x01  # line 7 (the last record), after a good prefix of 4
+    path.write_bytes(bytes(bad_after))
+    with pytest.raises(RunError, match=r"line 7\b"):
+        read_steps(path, trusted=claim4)

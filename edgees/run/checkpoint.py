@@ -14,9 +14,11 @@ File `checkpoints/step-<t:08d>.ckpt`, written atomically (temp + fsync + rename 
 
 header: {"step", "base_sha256", "log_sha256", "weights_sha256", "ef", "window_steps",
          "sections": [{"name", "bytes", "sha256"}]}; each section is zlib-compressed:
-  codes     per trainable tensor in slot order: n u64 | n byte positions (u32, delta-coded:
-            first absolute, then gaps) | n new byte values (u8). A diff against the base file:
-            most codes never move.
+  codes     per trainable tensor in slot order, whichever is smaller:
+            a diff against the base file (early in a run most codes never move): n u64 | n byte
+            positions (u32, delta-coded: first absolute, then gaps) | n new byte values (u8);
+            or the tensor's bytes whole (once more than a fifth of them moved): DENSE u64 | its
+            bytes. (Checkpoints written before the dense form hold diffs only; both read.)
   window    replay mode: per step kept (oldest first), per kernel group: n_jobs u64 | data u64 |
             offsets (n_jobs + 1) u64 | counts n_jobs u32 | data bytes (a PackedRecord)
   residual  residual mode: the int16 residual of every trainable tensor, in slot order
@@ -45,6 +47,7 @@ MAGIC = b"edgees-checkpoint 1\n"
 DIR = "checkpoints"
 SUFFIX = ".ckpt"
 _U64 = struct.Struct("<Q")
+DENSE = 2**64 - 1  # in place of a diff's entry count: the tensor's bytes follow whole
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,11 @@ def _encode_codes(state: WeightState, base_path) -> bytes:
         for s in state.slots:
             cur = s.view
             pos = np.flatnonzero(cur != base.view(s.name)).astype(np.uint32)
-            gaps = np.diff(pos, prepend=np.uint32(0)).astype(np.uint32)
-            out += [_U64.pack(len(pos)), gaps.tobytes(), cur[pos].tobytes()]
+            if 5 * len(pos) >= cur.nbytes:  # a diff entry is 5 bytes: the whole tensor is smaller
+                out += [_U64.pack(DENSE), cur.tobytes()]
+            else:
+                gaps = np.diff(pos, prepend=np.uint32(0)).astype(np.uint32)
+                out += [_U64.pack(len(pos)), gaps.tobytes(), cur[pos].tobytes()]
             state.wc.release([s.name])
     return b"".join(out)
 
@@ -88,6 +94,11 @@ def _decode_codes(state: WeightState, raw: bytes) -> None:
     k = 0
     for s in state.slots:
         (n,), k = _U64.unpack_from(raw, k), k + 8
+        if n == DENSE:
+            s.view[:] = np.frombuffer(raw, np.uint8, s.view.nbytes, k)
+            k += s.view.nbytes
+            state.wc.release([s.name])
+            continue
         gaps = np.frombuffer(raw, np.uint32, n, k)
         vals = np.frombuffer(raw, np.uint8, n, k + 4 * n)
         k += 5 * n
@@ -176,6 +187,24 @@ def prune(run_path, keep: int) -> list[Path]:
 
 
 # ---- read ----------------------------------------------------------------------------------
+
+def log_claim(run_path) -> tuple[int, str] | None:
+    """(t, sha256 of the log's first t record lines) from the newest checkpoint's header, for
+    read_steps(trusted=...); None when there is none or it is unreadable (its full load, later,
+    says why). Only the header is read."""
+    for path in list_checkpoints(run_path)[:1]:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(MAGIC) + 8)
+                if not head.startswith(MAGIC) or len(head) < len(MAGIC) + 8:
+                    return None
+                (n,) = _U64.unpack_from(head, len(MAGIC))
+                header = json.loads(f.read(min(n, 1 << 20)))
+            return int(header["step"]), str(header["log_sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return None
+
 
 def read_checkpoint(path: Path) -> tuple[dict, dict[str, bytes]]:
     """(header, {section name: raw bytes}); ValueError naming what is wrong with the file."""

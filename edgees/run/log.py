@@ -23,10 +23,13 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from edgees.errors import RunError
 from edgees.fileio import atomic_write, read_jsonl
@@ -71,7 +74,7 @@ def encode_record(rec: StepRecord) -> bytes:
 
 
 def _crc_ok(body: bytes, crc: bytes) -> bool:
-    return len(crc) == 8 and _HEX.issuperset(crc) and int(crc, 16) == zlib.crc32(body)
+    return crc == b"%08x" % zlib.crc32(body)  # exactly as encode_record writes it
 
 
 def _torn_prefix(tail: bytes) -> bool:
@@ -132,6 +135,7 @@ class StepLog(Sequence):
 
 
 _STEP_KEY = b'"step":'
+_STEP_DIGITS = re.compile(rb"([0-9]+)[,}]")
 
 
 def _step_field(body: bytes) -> int | None:
@@ -140,16 +144,34 @@ def _step_field(body: bytes) -> int | None:
     k = body.find(_STEP_KEY)
     if k < 0 or body.find(_STEP_KEY, k + 1) >= 0:
         return None
-    k += len(_STEP_KEY)
-    e = k
-    while e < len(body) and 48 <= body[e] <= 57:
-        e += 1
-    return int(body[k:e]) if e > k and e < len(body) and body[e] in b",}" else None
+    m = _STEP_DIGITS.match(body, k + len(_STEP_KEY))
+    return int(m.group(1)) if m else None
 
 
-def read_steps(path: Path) -> tuple[StepLog, int, bool]:
+def _trusted_prefix(data: bytes, start: int, claim: tuple[int, str] | None) -> list[tuple[int, int]]:
+    """Spans of the first t record lines when their bytes hash to a checkpoint's claim (t, sha256),
+    else []. Those are the very lines the trainer had logged, each checked, when it wrote that
+    checkpoint: a matching sha256 vouches for them, so their checksums and step numbers need not be
+    checked one by one again (that loop is what grew with the log). Lines as encode_record writes
+    them: body, tab, 8 hex digits, newline."""
+    if claim is None or claim[0] <= 0:
+        return []
+    t, sha = claim
+    nl = np.flatnonzero(np.frombuffer(data, np.uint8, len(data) - start, start) == 10)
+    if len(nl) < t:
+        return []
+    nl = nl[:t] + start
+    if hashlib.sha256(memoryview(data)[start:int(nl[-1]) + 1]).hexdigest() != sha:
+        return []
+    starts = np.concatenate(([start], nl[:-1] + 1))
+    return list(zip(starts.tolist(), (nl - 9).tolist()))
+
+
+def read_steps(path: Path, trusted: tuple[int, str] | None = None) -> tuple[StepLog, int, bool]:
     """(records, byte length of the good prefix, whether a torn tail was found). Every line's
-    checksum and step number is checked here; each record's JSON is parsed when first used."""
+    checksum and step number is checked here; each record's JSON is parsed when first used.
+    trusted=(t, sha256), a checkpoint's claim about the log's first t record lines: when those
+    lines hash to it, only the lines after them are checked (see _trusted_prefix)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -159,25 +181,25 @@ def read_steps(path: Path) -> tuple[StepLog, int, bool]:
         if STEPS_MAGIC.startswith(data):  # torn while writing the magic
             return StepLog(path=path), 0, True
         raise RunError(f"{path}: not an edgees step log (bad first line); the run dir is damaged")
-    spans: list[tuple[int, int]] = []
-    pos = len(STEPS_MAGIC)
-    line_no = 1
+    spans = _trusted_prefix(data, len(STEPS_MAGIC), trusted)
+    pos = spans[-1][1] + 10 if spans else len(STEPS_MAGIC)
+    line_no = 1 + len(spans)
 
     def good(torn: bool):
         return StepLog(data, spans, path), pos, torn
 
-    while pos < len(data):
+    lines = data[pos:].split(b"\n")  # one C pass; the last item is what follows the last newline
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        if i == last and not line:
+            break
         line_no += 1
-        end = data.find(b"\n", pos)
-        if end < 0 and _torn_prefix(data[pos:]):
+        if i == last and _torn_prefix(line):
             return good(True)  # torn tail: a crash mid-append
-        line_end = len(data) if end < 0 else end
-        tab = data.rfind(b"\t", pos, line_end)
-        ok = tab >= 0 and _crc_ok(data[pos:tab], data[tab + 1:line_end])
-        if not ok:
+        body, tab, crc = line.rpartition(b"\t")
+        if not tab or not _crc_ok(body, crc):
             raise RunError(f"{path}: line {line_no} (byte {pos}) fails its checksum: the log is corrupted; "
                            "restore the run dir from a backup or start a new run")
-        body = data[pos:tab]
         step = _step_field(body)
         if step is None:  # not as our encoder writes it: parse it now
             try:
@@ -187,8 +209,8 @@ def read_steps(path: Path) -> tuple[StepLog, int, bool]:
         if step != len(spans):
             raise RunError(f"{path}: line {line_no} holds step {step}, expected {len(spans)}; "
                            "the log is corrupted")
-        spans.append((pos, tab))
-        pos = end + 1
+        spans.append((pos, pos + len(body)))
+        pos += len(line) + 1
     return good(False)
 
 
@@ -243,8 +265,8 @@ class RunDir:
         return header
 
     # steps
-    def read_steps(self) -> StepLog:
-        records, good, torn = read_steps(self.path / "steps.log")
+    def read_steps(self, trusted: tuple[int, str] | None = None) -> StepLog:
+        records, good, torn = read_steps(self.path / "steps.log", trusted)
         if torn and self.write:  # drop the torn tail before anything is appended after it
             with open(self.path / "steps.log", "r+b") as f:
                 if good == 0:

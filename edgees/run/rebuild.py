@@ -124,7 +124,8 @@ def rebuild_run(run_path, model=None, step: int | None = None, check: str = "las
     run_path = Path(run_path)
     run = RunDir(run_path)
     header = run.read_header()
-    records, _, torn = read_steps(run_path / "steps.log")
+    trusted = checkpoint.log_claim(run_path) if checkpoints else None  # verify checks every line
+    records, _, torn = read_steps(run_path / "steps.log", trusted)
     if step is None:
         step = len(records)
     if not 0 <= step <= len(records):

@@ -132,7 +132,7 @@ class Trainer:
         if have:
             header = self.run.read_header()
             check_resume(header, self.base_sha, cfg, self.task_spec)
-            self.records = self.run.read_steps()
+            self.records = self.run.read_steps(checkpoint.log_claim(self.run.path))
             if self.records:
                 warnings: list[str] = []
                 start = from_checkpoint(self.run.path, self.state, self.records, len(self.records),

@@ -34,6 +34,7 @@ from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
 from edgees.run.executor import evaluate_signed, mean_reward
 from edgees.run.log import read_steps
+from edgees.run.checkpoint import log_claim
 from edgees.run.rebuild import apply_step, from_checkpoint, rebuild
 
 
@@ -164,7 +165,7 @@ class Worker:
                 name, data = checkpoint
                 (run / "checkpoints").mkdir()
                 (run / "checkpoints" / Path(name).name).write_bytes(data)
-            records, _, _ = read_steps(run / "steps.log")
+            records, _, _ = read_steps(run / "steps.log", log_claim(run))
             if records:
                 from_checkpoint(run, self.state, records, len(records), self.spec.base_sha256, warnings)
                 rebuild(self.state, records, check="last")
