@@ -16,6 +16,7 @@ import sys
 import time
 
 from edgees.commands import add_run_options, given, positive_int
+from edgees.errors import TaskError
 from edgees.models import resolve_model
 
 
@@ -30,6 +31,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_run_options(p)
     p.add_argument("--n", type=positive_int, default=None,
                    help="held-out examples (default: the config file's eval_n, else the task's default)")
+    p.add_argument("--skip", type=int, default=0, metavar="K",
+                   help="leave out the first K held-out examples: a run's own held-out evaluations use the "
+                   "first --eval-n of them (50 by default) and pick its best step there, so `--skip 50` "
+                   "scores that step on examples the pick never saw")
     p.add_argument("--mem-cap-mb", type=float, default=None,
                    help="bound the context memory of one batch (KV cache + logits)")
     p.add_argument("--samples", type=int, default=0, metavar="K", help="also show the first K completions")
@@ -58,6 +63,7 @@ def run(args) -> int:
     shots = shot_examples(task, args.shots)
     if shots:
         task.reference(shots[0])  # no reference answers: the one-line error before loading
+    examples = with_shots(task, heldout_slice(task, n, args.skip), shots)  # bad --skip: fail before loading
     path = resolve_model(args.model)
     t_start = time.perf_counter()
     with WorkingCopy(path) as wc:
@@ -65,8 +71,6 @@ def run(args) -> int:
         with load_live(wc, first.name if first else None, n_threads=opts.threads, n_seq=opts.batch,
                        max_tokens=task.max_tokens, mem_cap_mb=args.mem_cap_mb, verbose=args.verbose) as engine:
             load_s = time.perf_counter() - t_start
-            _, examples = task.split(n_heldout=n)
-            examples = with_shots(task, examples, shots)
             completions, prompt_tokens, generated, wall = _generate(engine, task, examples, opts.batch, args.json)
             loglik = None
             if task.reward_mode in TEACHER_FORCED:  # the reference's log-likelihood, as finetune reports it
@@ -76,7 +80,8 @@ def run(args) -> int:
         metrics["loglik"] = loglik
     total_s = time.perf_counter() - t_start
     result = {
-        "model": args.model, "path": str(path), "task": opts.task, "n": len(examples), "shots": args.shots,
+        "model": args.model, "path": str(path), "task": opts.task, "n": len(examples), "skip": args.skip,
+        "shots": args.shots,
         "metrics": metrics, "primary_metric": task.primary_metric(metrics) if metrics else None, "wall_s": wall, "load_s": load_s, "total_s": total_s,
         "prompt_tokens": prompt_tokens, "generated_tokens": generated,
         "tokens_per_s": (prompt_tokens + generated) / wall if wall > 0 else 0.0,
@@ -92,13 +97,28 @@ def run(args) -> int:
         return 0
     shown = "  ".join(f"{k} {_fmt(k, v)}" for k, v in task.leading(metrics).items())
     k = f"  {args.shots}-shot" if args.shots else ""
-    print(f"{args.model}  {opts.task}{k}  n={len(examples)}  {shown}")
+    skipped = f" (held-out {args.skip}..{args.skip + len(examples) - 1})" if args.skip else ""
+    print(f"{args.model}  {opts.task}{k}  n={len(examples)}{skipped}  {shown}")
     print(f"  {len(examples)} prompts in {wall:.1f} s: {generated} generated tokens, "
           f"{result['tokens_per_s']:.0f} tok/s prompt+generated, {result['generated_tokens_per_s']:.1f} "
           f"generated tok/s ({engine.n_threads} threads, batch {opts.batch}; load {load_s:.1f} s)")
     for s in result.get("samples", []):
         print(f"  {json.dumps(s['prompt'])[:80]} -> {s['completion']!r}")
     return 0
+
+
+def heldout_slice(task, n: int | None, skip: int) -> list:
+    """Held-out examples skip .. skip+n-1 (n None: the task's default count)."""
+    if skip < 0:
+        raise TaskError(f"--skip {skip}: give 0 or more examples to leave out")
+    if not skip:
+        return task.split(n_heldout=n)[1]
+    n = task.default_heldout if n is None else n
+    _, heldout = task.split(n_heldout=None if n is None else n + skip)
+    if len(heldout) <= skip:
+        raise TaskError(f"--skip {skip} leaves no held-out example of task {task.name} "
+                          f"(it has {len(heldout)}); lower --skip")
+    return heldout[skip:]
 
 
 def _fmt(key: str, v: float) -> str:

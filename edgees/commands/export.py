@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 from edgees.commands import progress_bar
+from edgees.run.best import Best, best_step
 
 EXAMPLES = """\
 examples:
   edgees export runs/demo -o adapted.gguf
   edgees export runs/demo -o step20.gguf --step 20
+  edgees export runs/demo -o best.gguf --step best       the step with the best held-out score
   edgees export runs/demo -o adapted.gguf --model ~/models/base.gguf    base moved since the run
   edgees export runs/demo -o adapted.gguf --to ollama:adapted            then: ollama run adapted
   edgees export runs/demo -o adapted.gguf --to lmstudio:me/adapted       into LM Studio's models dir
@@ -41,8 +43,10 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", metavar="RUN_DIR", help="the run directory (edgees finetune --run)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.gguf", help="file to write")
-    p.add_argument("--step", type=int, default=None, metavar="N",
-                   help="export the weights after N steps (default: the last logged step)")
+    p.add_argument("--step", type=step_arg, default=None, metavar="N|best|last",
+                   help="export the weights after N steps; best: the step with the best held-out score "
+                   "on the task's primary metric (what finetune --export writes); default: the last "
+                   "logged step")
     p.add_argument("--model", default=None, metavar="PATH",
                    help="the base model, if not where run.json says (checked by sha256)")
     p.add_argument("--to", default=None, metavar="TARGET",
@@ -52,6 +56,18 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace OUT (and the --to target's file) if it exists")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
+
+
+def step_arg(text: str):
+    if text in ("best", "last"):
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a step number (0 or more), best or last")
+    return n
 
 
 def run(args) -> int:
@@ -89,9 +105,21 @@ def run(args) -> int:
         note += f" (from the checkpoint of step {res['from_checkpoint']})"
     print(f"wrote {res['out']}: step {res['step']}/{res['steps_logged']} of {args.run}, "
           f"{res['bytes']} bytes, sha256 {res['sha256'][:16]}...{note}")
+    if res["best"] is not None:
+        print(f"  the best held-out step: {Best(**res['best']).describe()}")
+    elif args.step is None:
+        print_best_hint(Path(args.run), res["step"])
     if target is not None:
         print_published(res["published"])
     return 0
+
+
+def print_best_hint(run: Path, step: int) -> None:
+    """Say when the run's best held-out step is not the one just written."""
+    from edgees.run.log import RunDir
+    best = best_step(RunDir(run).read_metrics(), step)
+    if best is not None and best.step != step:
+        print(f"  note: the best held-out step is {best.describe()}; --step best writes it")
 
 
 def print_published(pub: dict) -> None:

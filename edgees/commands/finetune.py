@@ -48,7 +48,8 @@ edgees itself (Ray 2.52+; the token from `ray get-auth-token --generate`, copied
 The run dir holds the config, an append-only step log (seeds, rewards, coefficients, weight hash),
 metrics.jsonl and curve.png; never the weights (window/ caches the replay window while the run is
 going, and is deleted at its end). Ctrl-C stops at the next member boundary with the
-log intact; --resume continues. `edgees export DIR -o out.gguf` writes the adapted model.
+log intact; --resume continues. `edgees export DIR -o out.gguf` writes the adapted model (--step
+best: the best held-out step, what --export writes).
 """
 
 UNTIL_BUDGET = 10**9  # the step limit of `--minutes M` without --steps: the time budget ends the run
@@ -84,7 +85,12 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the final summary (or --dry-run's settings) as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--export", metavar="OUT.gguf", default=None,
-                   help="at the end of the run, write the adapted model here (from the live weights: no replay)")
+                   help="at the end of the run, write the adapted model here: the step with the best held-out "
+                   "score on the task's primary metric (from its checkpoint, or the live weights when it is "
+                   "the last step: no replay)")
+    p.add_argument("--export-step", choices=("best", "last"), default="best",
+                   help="with --export: best (default) or the last step (held-out scores can fall back late in "
+                   "a run: docs/results/arithmetic-default-hour.md)")
     p.add_argument("--force", action="store_true", help="with --export: replace OUT if it exists")
     p.set_defaults(func=run)
 
@@ -152,7 +158,10 @@ def run(args) -> int:
     try:
         summary = trainer.run_steps(should_stop=lambda: stop["flag"], minutes=opts.minutes)
         summary["primary_metric"] = task.primary
-        if out is not None and not summary["stopped"]:
+        best = trainer.best
+        summary["best"] = None if best is None else asdict(best)
+        live = args.export_step == "last" or best is None or best.step == summary["steps_done"]
+        if out is not None and not summary["stopped"] and live:
             check_output(out, Path(args.run), [Path(model)], args.force)
             summary["export"] = trainer.export(out)
     finally:
@@ -160,6 +169,11 @@ def run(args) -> int:
             signal.signal(s, h)
         progress.close()
         trainer.close()
+    if out is not None and not summary["stopped"] and not live:  # the best step's checkpoint, after the lock is let go
+        from edgees.run.export import export_gguf
+        summary["export"] = export_gguf(args.run, out, step=best.step, model=model, force=args.force)
+        for line in summary["export"].pop("warnings"):
+            print(f"edgees: warning: {line}", file=sys.stderr)
     curve = write_curve(Path(args.run))
     summary["curve"] = str(curve) if curve else None
     if curve is None and (why := curve_unavailable()):
@@ -180,7 +194,13 @@ def run(args) -> int:
             print(f"  learning curve: {curve}")
         if "export" in summary:
             e = summary["export"]
-            print(f"  adapted model: {e['out']} ({e['bytes']} bytes, sha256 {e['sha256'][:16]}...)")
+            which = f"step {e['step']}"
+            if best is not None and e["step"] == best.step:
+                which = f"the best held-out {best.describe()}"
+            print(f"  adapted model: {e['out']}, {which} ({e['bytes']} bytes, sha256 {e['sha256'][:16]}...)")
+        elif best is not None and best.step != summary["steps_done"]:
+            print(f"  the best held-out step: {best.describe()}; export it with "
+                  f"edgees export {summary['run']} -o OUT.gguf --step best")
     return 130 if summary["stopped"] else 0
 
 

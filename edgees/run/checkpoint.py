@@ -175,10 +175,11 @@ def write_checkpoint(run_path, state: WeightState, base_path, base_sha256: str, 
     return path
 
 
-def prune(run_path, keep: int) -> list[Path]:
-    """Delete all but the `keep` newest checkpoints (and temp files a crash left); return the deleted."""
+def prune(run_path, keep: int, protect=frozenset()) -> list[Path]:
+    """Delete all but the `keep` newest checkpoints and those of the steps in `protect` (the best
+    held-out step's, run/best.py), and temp files a crash left; return the deleted."""
     d = checkpoint_dir(run_path)
-    gone = list_checkpoints(run_path)[max(keep, 0):]
+    gone = [p for p in list_checkpoints(run_path)[max(keep, 0):] if step_of(p) not in protect]
     if d.is_dir():
         gone += [p for p in d.glob(".step-*.tmp-*")]
     for p in gone:
@@ -310,13 +311,14 @@ def require_step(run_path, step: int) -> Path:
     raise RunError(f"{run_path}: no checkpoint of step {step} (have: {have})")
 
 
-def save(run_path, state: WeightState, base_path, base_sha256: str, records, keep: int) -> Path | None:
-    """Checkpoint `state` (after len(records) steps) and prune to the `keep` newest; the usual call
-    from a process that holds live weights. keep < 1 writes nothing."""
+def save(run_path, state: WeightState, base_path, base_sha256: str, records, keep: int,
+         protect=frozenset()) -> Path | None:
+    """Checkpoint `state` (after len(records) steps) and prune to the `keep` newest (and the steps in
+    `protect`); the usual call from a process that holds live weights. keep < 1 writes nothing."""
     if keep < 1 or state.step == 0:
         return None
     t = state.step
     path = write_checkpoint(run_path, state, base_path, base_sha256,
                             log_sha256(Path(run_path) / "steps.log", t), records[t - 1].weights_sha256)
-    prune(run_path, keep)
+    prune(run_path, keep, protect)
     return path

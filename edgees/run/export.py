@@ -1,6 +1,7 @@
 """The adapted model as a GGUF: a run's weights after step t, written beside the user's files.
 
     export_gguf("runs/demo", "adapted.gguf")              # the weights after the last step
+    export_gguf("runs/demo", "adapted.gguf", step="best") # the best held-out step's (run/best.py)
 
 The exported file is the base GGUF with only the trainable weight bytes changed: the base header's
 metadata entries verbatim (minus any `edgees.*` left by an earlier export), four `edgees.*` entries
@@ -20,12 +21,14 @@ run was made on):
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from edgees import __version__
 from edgees.errors import EdgeesError
 from edgees.gguf.writer import write_with_metadata
+from edgees.run.best import Best, best_step
 from edgees.run.log import RunDir, log_sha256
 from edgees.run.rebuild import rebuild_run
 
@@ -54,12 +57,14 @@ def check_output(out: Path, run_path: Path, protected: list[Path], force: bool,
         raise EdgeesError(f"{out} exists; pass --force to replace it")
 
 
-def export_gguf(run_path, out, step: int | None = None, model=None, force: bool = False,
+def export_gguf(run_path, out, step: int | str | None = None, model=None, force: bool = False,
                 threads: int | None = None,
                 progress: Callable[[int, int], None] | None = None, checkpoints: bool = True) -> dict:
-    """Write the run's weights after `step` steps (default: all logged) as a GGUF at `out`, from
-    the newest matching checkpoint (checkpoints=False: replayed from the base)."""
+    """Write the run's weights after `step` steps (default: all logged; "best": the best held-out
+    step, run/best.py) as a GGUF at `out`, from the newest matching checkpoint (checkpoints=False:
+    replayed from the base)."""
     run_path, out = Path(run_path), Path(out)
+    step, best, warnings = resolve_step(run_path, step)
     protected = [Path(model)] if model is not None else []
     header = RunDir(run_path).read_header()
     protected.append(Path(header.get("base_model", "")))
@@ -69,7 +74,25 @@ def export_gguf(run_path, out, step: int | None = None, model=None, force: bool 
         check_output(out, run_path, protected + [r.base_path], force)
         result = write_live(run_path, r.header, r.wc, r.state.sha256(), r.step, out)
     return {**result, "steps_logged": len(r.records), "torn": r.torn, "base_model": str(r.base_path),
-            "from_checkpoint": r.checkpoint_step, "warnings": r.warnings}
+            "from_checkpoint": r.checkpoint_step, "warnings": warnings + r.warnings,
+            "best": None if best is None else asdict(best)}
+
+
+def resolve_step(run_path: Path, step: int | str | None) -> tuple[int | None, Best | None, list[str]]:
+    """(step to export: None = the last, the best step when asked for, warnings). step="best" on a
+    run whose metrics name no primary metric (made before edgees recorded it) is the last step,
+    with a warning saying so."""
+    if step is None or step == "last":
+        return None, None, []
+    if step != "best":
+        return int(step), None, []
+    from edgees.run import checkpoint
+    run = RunDir(run_path)
+    best = best_step(run.read_metrics(), len(run.read_steps(checkpoint.log_claim(run_path))))
+    if best is None:
+        return None, None, [f"{run_path}'s held-out evaluations name no primary metric (a run made before "
+                            "edgees recorded it, or none ran): exporting the last step"]
+    return best.step, best, []
 
 
 def write_live(run_path, header: dict, wc, weights_sha256: str, step: int, out) -> dict:

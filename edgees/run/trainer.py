@@ -25,6 +25,7 @@ from edgees.qes import algorithm as qes
 from edgees.qes.records import StepSpec
 from edgees.qes.state import WeightState
 from edgees.run import checkpoint
+from edgees.run.best import best_step
 from edgees.run.events import TrainerEvents
 from edgees.run.executor import Executor, LocalExecutor, evaluate_members  # noqa: F401 (probe, tools)
 from edgees.run.executor import mean_reward as _mean_reward  # noqa: F401 (its older name, for probe)
@@ -111,6 +112,7 @@ class Trainer:
         self.model_path = Path(model_path)
         self._checkpointed = 0  # the step of the newest checkpoint on disk (or loaded)
         self._warned_still = False  # the "moved no codes" warning is given once a run
+        self.best = None  # run/best.py: the best held-out step so far (its checkpoint is kept)
         self.follow_data = False  # the daemon's: re-read a growing data file before each step
         self.executor = executor or LocalExecutor()
         self.run = RunDir(run_path, write=True)
@@ -187,8 +189,9 @@ class Trainer:
         deadline = time.monotonic() + 60.0 * minutes if minutes else None
         if start == 0 and not self.run.read_metrics():  # the base model's held-out score
             m = self.evaluate_heldout()
-            self.run.append_metrics({"step": 0, "heldout": m})
+            self.run.append_metrics({"step": 0, "heldout": m, "primary": self.task.primary_metric(m)})
             self.events.heldout(0, m)
+        self.best = best_step(self.run.read_metrics(), len(self.records))
         for t in range(start, cfg.steps):
             if self.follow_data:
                 self.refresh_data()
@@ -227,8 +230,11 @@ class Trainer:
             last = t + 1 == cfg.steps or out_of_time
             if last or (cfg.eval_every > 0 and (t + 1) % cfg.eval_every == 0):
                 row["heldout"] = self.evaluate_heldout()
+                row["primary"] = self.task.primary_metric(row["heldout"])
             self.run.append_metrics(row)
-            if cfg.checkpoint_every and (t + 1) % cfg.checkpoint_every == 0:
+            if "heldout" in row and self._new_best(row):
+                self.checkpoint()  # kept beside the newest ones: export --step best needs no replay
+            elif cfg.checkpoint_every and (t + 1) % cfg.checkpoint_every == 0:
                 self.checkpoint()
             self.events.step(row)
             if stats["changed"] == 0 and any(coefs) and not self._warned_still:
@@ -248,9 +254,17 @@ class Trainer:
         if self.cfg.checkpoint_every and self.state.step > self._checkpointed:
             t0 = time.perf_counter()
             path = checkpoint.save(self.run.path, self.state, self.model_path, self.base_sha, self.records,
-                                   self.cfg.checkpoint_keep)
+                                   self.cfg.checkpoint_keep, protect=self._protected())
             self._checkpointed = self.state.step
             self.events.checkpoint(self.state.step, path, path.stat().st_size, time.perf_counter() - t0)
+
+    def _new_best(self, row: dict) -> bool:
+        """Take a held-out row into self.best; True when its step is the new best."""
+        old, self.best = self.best, best_step(self.run.read_metrics(), len(self.records))
+        return self.best is not None and self.best.step == row["step"] and (old is None or old.step != row["step"])
+
+    def _protected(self) -> set[int]:
+        return {self.best.step} if self.best is not None else set()
 
     def export(self, out) -> dict:
         """Write the live weights (after the last logged step) as a GGUF at `out`: one pass over
