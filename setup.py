@@ -14,7 +14,7 @@ setup(
     ext_modules=[
         Extension(
             "edgees._native",
-            sources=["native/binding.c", "native/noise.c", "native/kernels.c", "native/update.c", "native/jobs.c", "native/codes.c", "native/pack.c"],
+            sources=["native/binding.c", "native/noise.c", "native/kernels.c", "native/update.c", "native/jobs.c", "native/codes.c", "native/pack.c", "native/abort.c"],
             include_dirs=["native"],
             extra_compile_args=args,
             extra_link_args=[] if sys.platform == "win32" else ["-lpthread"],

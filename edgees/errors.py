@@ -47,3 +47,9 @@ def os_error_line(exc: OSError) -> str:
         return (f"{what}{where}; free some space and run again (a run's log keeps every whole step: "
                 "--resume continues it)")
     return f"{what}{where}; check that the path exists, is of the right kind and is writable"
+
+
+class EngineAborted(Exception):
+    """llama_decode stopped at an abort request (Engine.abort; native/abort.c): not an error, the
+    daemon taking the machine back mid-member. The KV memory holds a partial batch, so the caller
+    clears it (Engine.weights_changed does) before decoding again."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,8 +206,13 @@ class Policy:
         self.temperature: float | None = None
         self._passes = 0
         self._last = None  # (monotonic time, cpu_times())
+        self._lock = threading.Lock()
 
     def check(self, force: bool = False) -> str | None:
+        with self._lock:  # the training thread and the daemon's watch thread both ask
+            return self._check(force)
+
+    def _check(self, force: bool) -> str | None:
         now = time.monotonic()
         if self._last is not None and not force and now - self._last[0] < self.s.interval:
             return self.reason

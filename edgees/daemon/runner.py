@@ -114,9 +114,33 @@ class Runner:
     def request_stop(self) -> None:
         self.stop_event.set()
         self.wake.set()
+        self._abort_member()
 
     def pause(self) -> None:
         self.user_paused = True
+        self._set_paused("paused by the user")
+        self._abort_member()
+
+    def _abort_member(self, requested: bool = True) -> None:
+        """Stop the member in flight now (requested) or let members run again: Engine.abort. The
+        step it belonged to is not logged; it is evaluated again from its first member later."""
+        cur = self.current
+        engine = getattr(cur[2], "engine", None) if cur else None
+        if engine is not None:
+            engine.abort(requested)
+
+    def watch(self) -> None:
+        """The policy's own thread, started before the main thread drops to SCHED_IDLE
+        (service.serve): on a machine busy enough to starve training it still samples every
+        interval, shows the pause in status at once and aborts the member in flight instead of
+        waiting for its end (minutes, when starved). Returns when the daemon stops."""
+        while not self.stop_event.wait(self.policy.s.interval):
+            if self.state != "running" or self.user_paused:
+                continue
+            reason = self.policy.check()
+            if reason is not None:
+                self._set_paused(reason)
+                self._abort_member()
 
     def resume(self) -> None:
         self.user_paused = False
@@ -148,7 +172,8 @@ class Runner:
     def status(self) -> dict:
         with self.lock:
             jobs = {n: st.view() for n, st in sorted(self.jobs.items())}
-        return {"state": self.state, "pause_reason": self.pause_reason,
+        state = "pausing" if self.state == "running" and self.pause_reason else self.state
+        return {"state": state, "pause_reason": self.pause_reason,
                 "other_cpu_cores": self.policy.other_cores, "user_idle_seconds": self.policy.user_idle,
                 "temperature_c": self.policy.temperature,
                 "current": self.current[0] if self.current else None, "jobs": jobs}
@@ -230,6 +255,7 @@ class Runner:
                 self._sleep(self.policy.s.interval)
                 continue
             self._set_paused(None)
+            self._abort_member(False)
             st = self.next_job()
             if st is None:
                 self.state = "idle"

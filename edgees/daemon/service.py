@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,15 +78,22 @@ def io_class(pid: int = 0) -> int | None:
     return None if prio is None else prio >> IOPRIO_CLASS_SHIFT
 
 
-def lower_priority() -> list[str]:
-    """nice 19, SCHED_IDLE and the idle I/O class (Linux) where permitted; what was done, for the
-    log. Threads started later (the control socket's, llama.cpp's) inherit all three."""
+def lower_priority(idle: bool = True) -> list[str]:
+    """nice 19, and with idle, SCHED_IDLE and the idle I/O class (Linux) where permitted; what was
+    done, for the log. On Linux all three are the calling thread's: threads it starts later inherit
+    them, threads started before keep theirs. serve() calls it twice: nice 19 first (every thread),
+    then, after the control and watch threads are up, the idle classes for the training thread alone,
+    so a starved trainer still has a policy thread and a socket that answer (an unprivileged thread
+    cannot leave SCHED_IDLE again)."""
     done = []
     try:
-        os.nice(19 - os.nice(0))
+        if os.nice(0) < 19:
+            os.nice(19 - os.nice(0))
         done.append("nice 19")
     except OSError:
         pass
+    if not idle:
+        return done
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -139,10 +147,13 @@ def serve(settings: PolicySettings, to_stderr: bool = True, release_after: float
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     server = control.ControlServer(handle, socket_path())
     try:
-        log.info("daemon %d started (%s); socket %s; policy %s", os.getpid(),
-                 ", ".join(lower_priority()) or "priority unchanged", server.path, settings)
+        niced = lower_priority(idle=False)
         runner.scan()  # status lists the jobs from the first answer on
         server.start()
+        threading.Thread(target=runner.watch, name="policy", daemon=True).start()
+        done = niced + [d for d in lower_priority() if d not in niced]  # this (training) thread only
+        log.info("daemon %d started (%s; SCHED_IDLE and idle I/O for the training thread only); socket %s; "
+                 "policy %s", os.getpid(), ", ".join(done) or "priority unchanged", server.path, settings)
         runner.loop()
         log.info("daemon %d stopped", os.getpid())
     finally:

@@ -39,6 +39,7 @@ llama.cpp's split-KV path, so prompts longer than ~500 tokens may differ in the 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from pathlib import Path
@@ -297,6 +298,24 @@ class Engine:
         """Wait for llama.cpp to finish reading weights: call before writing weight bytes."""
         if self.context is not None:
             self.context.synchronize()
+
+    @property
+    def abort_flags(self) -> np.ndarray:
+        return self.context.abort_flags
+
+    def abort(self, requested: bool = True) -> None:
+        """Ask (from any thread) that decoding stop at the next graph node while abortable() work
+        runs: llama_decode then raises EngineAborted. abort(False) withdraws the request."""
+        self.abort_flags[0] = 1 if requested else 0
+
+    @contextlib.contextmanager
+    def abortable(self):
+        """Work inside may be aborted by abort(); work outside never is (a held-out evaluation)."""
+        self.abort_flags[1] = 1
+        try:
+            yield
+        finally:
+            self.abort_flags[1] = 0
 
     def weights_changed(self) -> None:
         """Call after every write to the weight bytes: no KV computed with the old weights survives."""

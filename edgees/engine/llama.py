@@ -16,11 +16,24 @@ from pathlib import Path
 import numpy as np
 
 import llama_cpp as L
-from edgees.errors import EdgeesError, UnsupportedModel
+from edgees.errors import EdgeesError, EngineAborted, UnsupportedModel
 
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # the struct layouts below are checked against this version
 CTX_ROUND = 256  # context sizes are rounded up to this many cells (fewer context re-creations)
 UBATCH = 63  # rows per micro-batch: the most below flash attention's 64-row tiled path (docs/engine.md)
+
+
+_ABORT_CB = None
+
+
+def abort_callback():
+    """native/abort.c's edg_abort_requested as a ggml_abort_callback (loaded once)."""
+    global _ABORT_CB
+    if _ABORT_CB is None:
+        from edgees import _native
+        lib = ctypes.CDLL(_native.__file__)
+        _ABORT_CB = L.ggml_abort_callback(ctypes.cast(lib.edg_abort_requested, ctypes.c_void_p).value)
+    return _ABORT_CB
 
 
 # ---- ctypes hygiene --------------------------------------------------------------------------
@@ -124,6 +137,8 @@ class Batch:
         self.logits[:n] = logits
         self.struct.n_tokens = n
         ret = L.llama_decode(ctx, self.struct)
+        if ret == 2:
+            raise EngineAborted("llama_decode was aborted on request")
         if ret != 0:
             raise RuntimeError(f"llama_decode returned {ret} for {n} tokens (1 = context full: "
                                "the engine sized it wrong; please report)")
@@ -138,6 +153,8 @@ class Context:
         self.batch: Batch | None = None
         self.n_batch = 0
         self.shape = (0, 0, 0, 0)  # (n_ctx, n_seq_max, n_outputs_max, n_ubatch)
+        # native/abort.c's flags: [0] abort requested, [1] abortable now; asked between graph nodes
+        self.abort_flags = np.zeros(2, np.int32)
 
     def ensure(self, n_cells: int, n_seq: int, n_outputs: int, ubatch: int = UBATCH) -> None:
         """A context of at least n_cells KV cells for n_seq sequences, with room for n_outputs
@@ -161,6 +178,7 @@ class Context:
         if not self.ctx:
             raise EdgeesError(f"llama.cpp could not create a context of {n_cells} cells for {n_seq} "
                               "sequences: lower the batch (n_seq) or set a memory cap")
+        L.llama_set_abort_callback(self.ctx, abort_callback(), self.abort_flags.ctypes.data)
         self.shape = (n_cells, n_seq, n_outputs, ubatch)
         self.n_batch = n_batch
         self.batch = Batch(n_batch)

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgees.errors import EdgeesError, TaskError
+from edgees.errors import EdgeesError, EngineAborted, TaskError
 from edgees.qes.records import StepSpec
 
 
@@ -45,7 +45,9 @@ def evaluate_signed(state, engine, members: Sequence[int], sigma: float, reward:
     """Members given as signed seeds (+s or -s), in order, on the live weights: perturb in place
     (from the second member on, restore the last one and perturb this one in one pass), then
     reward(). The weights go back exactly at the end, whatever happened. Returns the rewards, or
-    None when should_stop() asked at a member boundary. on_member(i, reward) for members[i]."""
+    None when should_stop() asked at a member boundary, or engine.abort() stopped the member in
+    flight (the daemon's policy: the machine is wanted back now, not after the member).
+    on_member(i, reward) for members[i]."""
     out: list[float] = []
     current = None  # what the perturb of the member on the weights now applied
     try:
@@ -55,7 +57,11 @@ def evaluate_signed(state, engine, members: Sequence[int], sigma: float, reward:
             engine.synchronize()
             current = state.perturb(m, sigma) if current is None else state.swap(current, m, sigma)
             engine.weights_changed()
-            out.append(reward())
+            try:
+                with engine.abortable():
+                    out.append(reward())
+            except EngineAborted:
+                return None
             if on_member is not None:
                 on_member(i, out[-1])
     finally:
