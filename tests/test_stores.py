@@ -36,19 +36,19 @@ def _blob(root: Path, data: bytes) -> dict:
 
 
 def ollama_model(root: Path, name: str, tag: str, gguf: bytes | None, *, chat: bool = True,
-                 model_digest: str | None = None) -> Path:
+                 model_digest: str | None = None, template: str | None = OLLAMA_TEMPLATE,
+                 system: str | None = OLLAMA_SYSTEM, params: dict | None = OLLAMA_PARAMS) -> Path:
     """A manifest at manifests/registry.ollama.ai/library/<name>/<tag> and its blobs (Ollama's
-    layout); model_digest overrides the model layer's digest (a blob that is not there)."""
+    layout); model_digest overrides the model layer's digest (a blob that is not there); chat=False
+    leaves out the template, system and params layers (each None: that one)."""
     layers = []
     if gguf is not None:
         layer = _blob(root, gguf)
         layers.append({"mediaType": "application/vnd.ollama.image.model", **layer,
                        **({"digest": model_digest} if model_digest else {})})
-    if chat:
-        layers += [{"mediaType": "application/vnd.ollama.image.template", **_blob(root, OLLAMA_TEMPLATE.encode())},
-                   {"mediaType": "application/vnd.ollama.image.system", **_blob(root, OLLAMA_SYSTEM.encode())},
-                   {"mediaType": "application/vnd.ollama.image.params",
-                    **_blob(root, json.dumps(OLLAMA_PARAMS).encode())}]
+    texts = {"template": template, "system": system, "params": None if params is None else json.dumps(params)}
+    layers += [{"mediaType": f"application/vnd.ollama.image.{kind}", **_blob(root, text.encode())}
+               for kind, text in texts.items() if chat and text is not None]
     config = _blob(root, json.dumps({"model_format": "gguf", "model_family": "llama"}).encode())
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                 "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **config},
@@ -181,6 +181,12 @@ def test_names_resolve_to_the_store_files(store_env):
     snap = models.resolve_model("hf:org/toy-GGUF")
     assert snap == models.resolve_model("hf:org/toy-GGUF/toy-q4_1.gguf")
     assert snap.is_symlink() and "snapshots" in snap.parts and snap.read_bytes() == paths["toy"]
+    # the name a run records (run.json base_name): as `models ls` lists it; a path or registry name: none
+    for given in ("ollama:toy", "ollama:library/toy:latest", "ollama:registry.ollama.ai/library/toy"):
+        assert models.store_name(given) == "ollama:toy:latest"
+    assert models.store_name("ollama:me/m:v2") == "ollama:me/m:v2"
+    assert models.store_name("hf:org/toy-GGUF") == "hf:org/toy-GGUF"
+    assert models.store_name(lms_file) is None and models.store_name("smollm2-135m") is None
 
 
 @pytest.mark.parametrize("name, cls, pattern", [
@@ -257,6 +263,19 @@ def test_finetune_and_eval_on_store_models_leave_the_stores_byte_identical(store
     assert snapshot(*roots) == before
 
 
+@pytest.mark.parametrize("name", ["hf:org/toy-GGUF", "hf:org/toy-GGUF/toy-q4_1.gguf", "lmstudio:pub/toy-GGUF",
+                                  "lmstudio:pub/toy-GGUF/toy-Q4_1.gguf"])
+def test_eval_on_hf_and_lmstudio_names_leaves_the_stores_byte_identical(store_env, name):
+    env, paths = store_env
+    roots = [paths[k] for k in ("ollama", "lmstudio", "hf", "llama.cpp")]
+    before = snapshot(*roots)  # every file's sha256, size and mtime; symlinks' targets
+    r = run(env, "eval", name, "--task", "arithmetic", "--n", "2", "--json", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["model"] == name and Path(res["path"]).read_bytes() == paths["toy"] and res["n"] == 2
+    assert snapshot(*roots) == before
+
+
 # ---- publishing: export --to ollama / lmstudio --------------------------------------------------
 
 def _modelfile_block(text: str, keyword: str) -> str:
@@ -323,6 +342,64 @@ def test_export_of_a_run_on_a_non_ollama_base_writes_a_plain_modelfile(store_env
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "a.Modelfile").read_text()
     assert f"FROM {tmp_path / 'a.gguf'}\n" in text and "TEMPLATE" not in text and "PARAMETER" not in text
+    assert f"wrote {tmp_path / 'a.Modelfile'}: FROM the GGUF alone (the base did not come from an Ollama " \
+           "store" in r.stdout
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["base_name"] == "hf:org/toy-GGUF"
+
+
+def test_export_to_ollama_takes_the_settings_of_the_tag_the_run_started_from(store_env, tmp_path):
+    """toy:latest and toy:v2 share one model blob but chat differently; a run from ollama:toy:v2
+    records that name (run.json base_name) and its Modelfile carries v2's template and params, not
+    those of the first manifest by name. A run without the name (made before edgees recorded it)
+    gets the first manifest that uses the blob, as before."""
+    env, paths = store_env
+    template_v2 = "<|user|>{{ .Prompt }}<|assistant|>"
+    ollama_model(paths["ollama"], "toy", "v2", paths["toy"], template=template_v2, system=None,
+                 params={"temperature": 0.7, "stop": "<|user|>"})
+    data = write_answers(tmp_path / "answers.jsonl")
+    run_dir = tmp_path / "run"
+    r = run(env, *finetune_args("ollama:library/toy:v2", run_dir, data, steps=2, likelihood=True))
+    assert r.returncode == 0, r.stderr
+    header_path = run_dir / "run.json"
+    header = json.loads(header_path.read_text())
+    assert header["base_name"] == "ollama:toy:v2"
+    assert header["base_model"] == str(models.resolve_model("ollama:toy:latest"))  # one blob for both
+    env = {**env, "PATH": str(tmp_path / "nowhere")}
+    r = run(env, "export", run_dir, "-o", tmp_path / "a.gguf", "--to", "ollama:a")
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "a.Modelfile").read_text()
+    assert _modelfile_block(text, "TEMPLATE") == template_v2 and "SYSTEM" not in text
+    assert [line for line in text.splitlines() if line.startswith("PARAMETER ")] == \
+        ["PARAMETER temperature 0.7", 'PARAMETER stop "<|user|>"']
+    assert f"wrote {tmp_path / 'a.Modelfile'}: FROM the GGUF, with ollama:toy:v2's TEMPLATE and 2 PARAMETER " \
+           "lines\n" in r.stdout
+
+    del header["base_name"]  # a run made before edgees recorded the name: the blob decides
+    header_path.write_text(json.dumps(header))
+    r = run(env, "export", run_dir, "-o", tmp_path / "b.gguf", "--to", "ollama:b", "--json")
+    assert r.returncode == 0, r.stderr
+    pub = json.loads(r.stdout)["published"]
+    assert pub["from_ollama_base"] == "ollama:toy:latest"
+    assert pub["carried"] == ["TEMPLATE", "SYSTEM", "4 PARAMETER lines"]
+    assert _modelfile_block((tmp_path / "b.Modelfile").read_text(), "TEMPLATE") == OLLAMA_TEMPLATE
+
+
+def test_the_modelfile_line_names_exactly_what_was_carried():
+    from edgees.commands.export import describe_carried as carried
+    from edgees.stores.publish import carried as carried_from
+
+    base = "ollama:m:latest"
+    assert carried_from({"name": "m:latest", "template": "T", "system": None, "params": None}) == ["TEMPLATE"]
+    assert carried_from({"name": "m:latest", "template": None, "system": "S",
+                         "params": {"stop": ["a", "b"], "top_k": 20}}) == ["SYSTEM", "3 PARAMETER lines"]
+    assert carried_from({"name": "m:latest", "template": None, "system": None, "params": {"top_k": 20}}) == \
+        ["1 PARAMETER line"]
+    assert carried({"from_ollama_base": base, "carried": ["TEMPLATE"]}) == f"FROM the GGUF, with {base}'s TEMPLATE"
+    assert carried({"from_ollama_base": base, "carried": ["TEMPLATE", "SYSTEM", "1 PARAMETER line"]}) == \
+        f"FROM the GGUF, with {base}'s TEMPLATE, SYSTEM and 1 PARAMETER line"
+    assert carried({"from_ollama_base": base, "carried": []}) == \
+        f"FROM the GGUF alone ({base} has no TEMPLATE, SYSTEM or PARAMETER to carry)"
+    assert carried({"from_ollama_base": None, "carried": []}).startswith("FROM the GGUF alone (the base did not")
 
 
 def test_export_to_lmstudio_links_or_copies_into_its_tree(ollama_run, tmp_path):
@@ -341,3 +418,30 @@ def test_export_to_lmstudio_links_or_copies_into_its_tree(ollama_run, tmp_path):
     assert f"{dest} exists; pass --force" in line and not list(again.iterdir())
     r = run(env, "export", run_dir, "-o", out, "--force", "--to", "lmstudio:edgees/adapted")
     assert r.returncode == 0 and "placed in LM Studio as lmstudio:edgees/adapted/adapted.gguf" in r.stdout
+
+
+def test_export_to_lmstudio_names_the_lms_import_command_and_an_unwritable_dir(ollama_run, tmp_path):
+    """With `lms` on PATH (a stub that must not run): after placing the file, the `lms import` line
+    that does the same (--copy: lms import moves the file by default); a models dir that cannot be
+    written is one line naming it, with that command, or without lms the place to copy to."""
+    env, paths, run_dir = ollama_run
+    bin_dir, ran = tmp_path / "bin", tmp_path / "lms-ran"
+    bin_dir.mkdir()
+    stub = bin_dir / "lms"
+    stub.write_text(f"#!/bin/sh\ntouch {ran}\n")
+    stub.chmod(0o755)
+    with_lms = {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"}
+    out = tmp_path / "adapted.gguf"
+    r = run(with_lms, "export", run_dir, "-o", out, "--to", "lmstudio:me/adapted")
+    assert r.returncode == 0, r.stderr
+    assert (paths["lmstudio"] / "me" / "adapted" / "adapted.gguf").read_bytes() == out.read_bytes()
+    assert f"  the same with LM Studio's CLI: lms import {out} --copy --user-repo me/adapted" in r.stdout.splitlines()
+
+    (paths["lmstudio"] / "ro").write_text("a file where the publisher's dir would go\n")  # root ignores chmod
+    line = one_line_error(run(with_lms, "export", run_dir, "-o", out, "--force", "--to", "lmstudio:ro/adapted"))
+    assert f"cannot write into LM Studio's models dir {paths['lmstudio']} (" in line
+    assert line.endswith(f"{out} is written: import it with `lms import {out} --copy --user-repo ro/adapted`")
+    assert out.is_file() and not ran.exists()
+    line = one_line_error(run(env, "export", run_dir, "-o", out, "--force", "--to", "lmstudio:ro/adapted"))
+    assert line.endswith(f"{out} is written: copy it to {paths['lmstudio'] / 'ro' / 'adapted' / 'adapted.gguf'} "
+                         "yourself")

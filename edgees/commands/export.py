@@ -31,7 +31,8 @@ of one run are byte-identical. OUT is written atomically; an existing OUT needs 
 its TEMPLATE, SYSTEM and PARAMETER lines too) and runs `ollama create NAME -f OUT.Modelfile` if ollama
 is on PATH, else prints that command; Ollama copies the GGUF into its own store. --to lmstudio places
 OUT in LM Studio's models dir as PUBLISHER/MODEL/<OUT's name> (default edgees/<OUT's stem>), as a hard
-link or a copy, never a move. --to llama-server:URL puts OUT in the server's --models-dir (give it
+link or a copy, never a move; with lms on PATH it also prints the `lms import --copy` command that does
+the same. --to llama-server:URL puts OUT in the server's --models-dir (give it
 with --models-dir DIR, else OUT's own dir is taken to be it; a hard link or a copy) and asks a
 router-mode llama-server (started without -m) to rescan it: GET URL/models?reload=1.
 """
@@ -96,7 +97,7 @@ def run(args) -> int:
         print(f"edgees: warning: {line}", file=sys.stderr)
     if target is not None:
         res["published"] = publish.publish_to(*target, Path(res["out"]), Path(res["base_model"]), args.force,
-                                              models_dir)
+                                              models_dir, res["base_name"])
     if args.json:
         print(json.dumps(res, sort_keys=True))
         return 0
@@ -122,11 +123,20 @@ def print_best_hint(run: Path, step: int) -> None:
         print(f"  note: the best held-out step is {best.describe()}; --step best writes it")
 
 
+def describe_carried(pub: dict) -> str:
+    """What an Ollama Modelfile took from the base, in words."""
+    base, what = pub["from_ollama_base"], pub.get("carried") or []
+    if base is None:
+        return "FROM the GGUF alone (the base did not come from an Ollama store: Ollama reads the GGUF's template)"
+    if not what:
+        return f"FROM the GGUF alone ({base} has no TEMPLATE, SYSTEM or PARAMETER to carry)"
+    listed = what[0] if len(what) == 1 else ", ".join(what[:-1]) + " and " + what[-1]
+    return f"FROM the GGUF, with {base}'s {listed}"
+
+
 def print_published(pub: dict) -> None:
     if "modelfile" in pub:
-        carried = (f" with the TEMPLATE, SYSTEM and PARAMETERs of {pub['from_ollama_base']}"
-                   if pub["from_ollama_base"] else "")
-        print(f"wrote {pub['modelfile']}{carried}")
+        print(f"wrote {pub['modelfile']}: {describe_carried(pub)}")
         name = pub["target"].removeprefix("ollama:")
         if pub["ran"]:
             print(f"ran: {pub['command']} ({pub.get('output') or 'ok'}); Ollama copied the GGUF into its own "
@@ -145,4 +155,4 @@ def print_published(pub: dict) -> None:
     else:
         print(f"placed in LM Studio as {pub['name']} ({pub['how']} of the exported file: {pub['path']})")
         if pub.get("hint"):
-            print(f"or import it with: {pub['hint']}")
+            print(f"  the same with LM Studio's CLI: {pub['hint']}")

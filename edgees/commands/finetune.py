@@ -129,6 +129,7 @@ def run(args) -> int:
         return _print_dry_run(args, model, res, logged)
 
     from edgees.engine.engine import Engine
+    from edgees.models import store_name
     from edgees.run.export import check_output
     from edgees.run.plot import curve_unavailable, write_curve
     from edgees.run.trainer import Trainer
@@ -147,6 +148,7 @@ def run(args) -> int:
     try:
         trainer = Trainer(model, task, opts.task, args.run, cfg, resume=args.resume,
                           task_options=opts.task_opt, events=progress, threads=opts.threads, executor=executor,
+                          model_name=store_name(args.model),
                           engine_factory=lambda path: Engine(path, n_threads=opts.threads, n_seq=opts.batch,
                                                              max_tokens=task.max_tokens))
     except BaseException:

@@ -74,6 +74,7 @@ def export_gguf(run_path, out, step: int | str | None = None, model=None, force:
         check_output(out, run_path, protected + [r.base_path], force)
         result = write_live(run_path, r.header, r.wc, r.state.sha256(), r.step, out)
     return {**result, "steps_logged": len(r.records), "torn": r.torn, "base_model": str(r.base_path),
+            "base_name": r.header.get("base_name"),
             "from_checkpoint": r.checkpoint_step, "warnings": warnings + r.warnings,
             "best": None if best is None else asdict(best)}
 

@@ -1,7 +1,8 @@
 """The run directory: header, append-only checksummed step log, metrics, lock, atomic writes.
 
 Layout of a run dir:
-  run.json       header: format, version, resolved config, base model path + sha256, task (atomic)
+  run.json       header: format, version, resolved config, base model path + sha256 (+ the store
+                 name it was given by: base_name), task (atomic)
   steps.log      line 1 `edgees-steps 1`; then one record per step: `<json>\t<crc32 hex>\n`
   metrics.jsonl  per-step metrics for people and plots (not needed to rebuild weights)
   run.lock       held (flock) by the one process writing this run

@@ -55,8 +55,10 @@ def heldout_metrics(task, engine, heldout, n: int) -> dict:
 
 
 def make_header(model_path: Path, base_sha: str, task_spec: str, task_options: dict, cfg: qes.QESConfig,
-                state: WeightState) -> dict:
-    return {
+                state: WeightState, model_name: str | None = None) -> dict:
+    """The run header (run.json). base_name, only for a base given by store name (ollama:NAME...):
+    tags that share one blob may chat differently, and export --to ollama takes that tag's settings."""
+    header = {
         "base_model": str(Path(model_path).resolve()),
         "base_sha256": base_sha,
         "task": task_spec,
@@ -65,6 +67,7 @@ def make_header(model_path: Path, base_sha: str, task_spec: str, task_options: d
         "trainable_tensors": len(state.slots),
         "trainable_weights": state.n_weights,
     }
+    return header if model_name is None else {**header, "base_name": model_name}
 
 
 def check_run_dir(run_path, resume: bool) -> bool:
@@ -104,12 +107,13 @@ class Trainer:
     def __init__(self, model_path, task, task_spec: str, run_path, cfg: qes.QESConfig,
                  resume: bool = False, engine_factory=None, task_options: dict | None = None,
                  events: TrainerEvents | None = None, threads: int | None = None,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, model_name: str | None = None):
         cfg.check()
         self.cfg, self.task, self.task_spec = cfg, task, task_spec
         self.task_options = dict(task_options or {})
         self.events = events or TrainerEvents()
         self.model_path = Path(model_path)
+        self.model_name = model_name  # the store name it was given by (models.store_name), or None
         self._checkpointed = 0  # the step of the newest checkpoint on disk (or loaded)
         self._warned_still = False  # the "moved no codes" warning is given once a run
         self.best = None  # run/best.py: the best held-out step so far (its checkpoint is kept)
@@ -160,7 +164,7 @@ class Trainer:
         self.executor.start(self)  # its workers, if any, are checked and in step before any step starts
         if not have:  # a new run's header last: a failure above leaves no run to --resume
             self.run.write_header(make_header(self.model_path, self.base_sha, self.task_spec,
-                                              task_options, cfg, self.state))
+                                              task_options, cfg, self.state, self.model_name))
 
     def refresh_data(self) -> None:
         """Take up lines an app appended to the task's data file (tasks/jsonl.py FileBacked); a bad

@@ -3,6 +3,7 @@ llama.cpp's cache already hold, listed and found by name.
 
     discover()                       -> [StoreEntry]: every GGUF found, broken ones with an error line
     resolve("ollama:llama3.2:1b")    -> Path of its model blob (None: not a store name)
+    canonical("ollama:llama3.2")     -> "ollama:llama3.2:latest", the name as discover() lists it
 
 Name forms (what a user types as MODEL):
     ollama:NAME[:TAG]                    ollama:llama3.2, ollama:llama3.2:1b, ollama:me/model:v2
@@ -24,7 +25,7 @@ from edgees.errors import ModelNotFound
 from edgees.stores import files, ollama
 from edgees.stores.common import PREFIXES, StoreEntry, closest, split_error
 
-__all__ = ["StoreEntry", "closest", "discover", "resolve", "split_error"]
+__all__ = ["StoreEntry", "canonical", "closest", "discover", "resolve", "split_error"]
 
 
 def discover(sources: tuple[str, ...] | None = None) -> list[StoreEntry]:
@@ -48,6 +49,16 @@ def resolve(text: str) -> Path | None:
         raise ModelNotFound(f"'{text}': give a model after the prefix, e.g. {EXAMPLES[prefix]}")
     resolver = {"ollama": ollama.resolve, "lmstudio": files.resolve_lmstudio, "hf": files.resolve_hf}[prefix]
     return resolver(rest)
+
+
+def canonical(text: str) -> str | None:
+    """A store name in the form discover() lists it (ollama:llama3.2 -> ollama:llama3.2:latest; the
+    other stores' names as given); None when `text` has no store prefix. A run records it (run.json
+    base_name) so that export finds the very Ollama manifest the run started from."""
+    prefix, sep, rest = text.partition(":")
+    if not sep or prefix not in PREFIXES or not rest:
+        return None
+    return f"ollama:{ollama.display_name(*ollama.parse_name(rest))}" if prefix == "ollama" else text
 
 
 EXAMPLES = {"ollama": "ollama:llama3.2:1b", "lmstudio": "lmstudio:lmstudio-community/Qwen3-1.7B-GGUF",

@@ -183,16 +183,22 @@ def _text_layer(root: Path, layer: dict) -> str | None:
         return None
 
 
-def settings_for_blob(model_path) -> dict | None:
+def settings_for_blob(model_path, base_name: str | None = None) -> dict | None:
     """If `model_path` is a model blob of an Ollama store, the chat settings of a manifest that uses
     it: {"name", "template", "system", "params"} (each None when the manifest has no such layer).
+    Tags that share one blob may differ in these, so the manifest of `base_name` (ollama:NAME[:TAG],
+    the name the run was started from) is taken when it still uses the blob, else the first by name.
     None when the file is not in an Ollama store, or no readable manifest names it."""
     path = Path(model_path).resolve()
     m = DIGEST.match(path.name)
     root = path.parent.parent
     if m is None or path.parent.name != "blobs" or not (root / "manifests").is_dir():
         return None
-    for name, manifest in manifest_files(root):
+    manifests = manifest_files(root)
+    if base_name is not None and base_name.startswith("ollama:"):
+        want = display_name(*parse_name(base_name.removeprefix("ollama:"))).lower()
+        manifests.sort(key=lambda nm: nm[0].lower() != want)  # stable: that one first, the rest by name
+    for name, manifest in manifests:
         try:
             layers = read_manifest(manifest)
         except EdgeesError:

@@ -4,13 +4,17 @@ LM Studio (the file placed in its models tree) and llama-server in router mode (
 `[publish] to` both go through publish_to().
 
     --to ollama:NAME                 OUT.Modelfile beside OUT: FROM OUT, and when the base model came
-                                     from an Ollama store, its TEMPLATE, SYSTEM and PARAMETER lines, so
-                                     the adapted model chats as the base did; then `ollama create NAME
-                                     -f OUT.Modelfile` when ollama is on PATH (Ollama copies the GGUF
-                                     into its own store), else the command to run
+                                     from an Ollama store, the TEMPLATE, SYSTEM and PARAMETER lines it
+                                     has of the tag the run was started from (run.json base_name; else
+                                     the first tag using the blob), so the adapted model chats as the
+                                     base did; then `ollama create NAME -f OUT.Modelfile`
+                                     when ollama is on PATH (Ollama copies the GGUF into its own
+                                     store), else the command to run
     --to lmstudio[:PUBLISHER/MODEL]  <LM Studio models dir>/PUBLISHER/MODEL/<OUT's name>, a hard link
                                      to OUT when the file system allows, else a copy (default
-                                     PUBLISHER/MODEL: edgees/<OUT's stem>)
+                                     PUBLISHER/MODEL: edgees/<OUT's stem>); with the lms CLI on PATH,
+                                     also the `lms import --copy` command that does the same (without
+                                     --copy, lms import moves the file)
     --to llama-server:URL            the file in the server's models dir (--models-dir DIR: a hard link
                                      or copy there; default OUT's own dir), then `GET URL/models?reload=1`,
                                      which makes a router-mode llama-server (started without -m, with
@@ -103,10 +107,12 @@ def check_target(kind: str, arg: str, out: Path, force: bool, models_dir: Path |
         raise EdgeesError(f"{dest} exists; pass --force to replace it")
 
 
-def publish_to(kind: str, arg: str, out: Path, base_path: Path, force: bool, models_dir: Path | None = None) -> dict:
-    """Publish the GGUF at `out` to a parsed target (parse_target); what was done, as a dict."""
+def publish_to(kind: str, arg: str, out: Path, base_path: Path, force: bool, models_dir: Path | None = None,
+               base_name: str | None = None) -> dict:
+    """Publish the GGUF at `out` to a parsed target (parse_target); what was done, as a dict.
+    base_name: the store name the run's base was given by (run.json), for Ollama's chat settings."""
     if kind == "ollama":
-        return publish_ollama(arg, out, base_path)
+        return publish_ollama(arg, out, base_path, base_name)
     if kind == "lmstudio":
         return publish_lmstudio(arg, out, force)
     return publish_llama_server(arg, out, force, models_dir)
@@ -127,6 +133,20 @@ def _param_value(v) -> str:
     return json.dumps(v) if isinstance(v, str) else str(v)
 
 
+def _param_lines(params: dict | None) -> list[str]:
+    return [f"PARAMETER {key} {_param_value(v)}" for key, value in (params or {}).items()
+            for v in (value if isinstance(value, list) else [value])]
+
+
+def carried(settings: dict | None) -> list[str]:
+    """What a Modelfile carries from the base, e.g. ["TEMPLATE", "SYSTEM", "4 PARAMETER lines"]."""
+    if settings is None:
+        return []
+    n = len(_param_lines(settings.get("params")))
+    return ([k.upper() for k in ("template", "system") if settings.get(k) is not None]
+            + ([f"{n} PARAMETER line{'s' * (n != 1)}"] if n else []))
+
+
 def modelfile_text(gguf: Path, settings: dict | None) -> str:
     """A Modelfile: FROM the GGUF, then the base's TEMPLATE, SYSTEM and PARAMETERs when known."""
     lines = [f"# Written by edgees {__version__}: the adapted model"
@@ -140,22 +160,21 @@ def modelfile_text(gguf: Path, settings: dict | None) -> str:
         lines.append(_block("TEMPLATE", settings["template"]))
     if settings.get("system") is not None:
         lines.append(_block("SYSTEM", settings["system"]))
-    for key, value in (settings.get("params") or {}).items():
-        for v in value if isinstance(value, list) else [value]:
-            lines.append(f"PARAMETER {key} {_param_value(v)}")
+    lines += _param_lines(settings.get("params"))
     return "\n".join(lines) + "\n"
 
 
-def publish_ollama(name: str, out: Path, base_path: Path) -> dict:
+def publish_ollama(name: str, out: Path, base_path: Path, base_name: str | None = None) -> dict:
     """Write OUT.Modelfile; run `ollama create` when ollama is on PATH. The result says what ran
-    (or the command to run) and where the Modelfile is."""
+    (or the command to run), where the Modelfile is and what it carries from the base."""
     out = Path(out).resolve()
-    settings = ollama.settings_for_blob(base_path)
+    settings = ollama.settings_for_blob(base_path, base_name)
     mf = modelfile_path(out)
     atomic_write(mf, modelfile_text(out, settings).encode())
     cmd = ["ollama", "create", name, "-f", str(mf)]
     res = {"target": f"ollama:{name}", "modelfile": str(mf), "command": shlex.join(cmd),
-           "from_ollama_base": None if settings is None else f"ollama:{settings['name']}", "ran": False}
+           "from_ollama_base": None if settings is None else f"ollama:{settings['name']}",
+           "carried": carried(settings), "ran": False}
     exe = shutil.which("ollama")
     if exe is None:
         return res
@@ -171,15 +190,30 @@ def publish_ollama(name: str, out: Path, base_path: Path) -> dict:
 # ---- LM Studio ---------------------------------------------------------------------------------
 
 def publish_lmstudio(arg: str, out: Path, force: bool) -> dict:
-    """Place OUT in LM Studio's tree: a hard link when possible, else a copy; never a move."""
+    """Place OUT in LM Studio's tree: a hard link when possible, else a copy; never a move. A dir
+    that cannot be written is one line naming it, with the `lms import` command when lms is on PATH."""
     out = Path(out)
     dest = lmstudio_dest(arg, out)
     check_target("lmstudio", arg, out, force)
-    how = place(out, dest)
+    hint = lms_import(arg, out)
+    try:
+        how = place(out, dest)
+    except OSError as exc:
+        fix = f"import it with `{hint}`" if hint else f"copy it to {dest} yourself"
+        raise EdgeesError(f"cannot write into LM Studio's models dir {dest.parents[2]} ({exc.strerror or exc}: "
+                          f"{exc.filename or dest}); {out} is written: {fix}") from None
     res = {"target": f"lmstudio:{arg}", "path": str(dest), "how": how, "name": f"lmstudio:{arg}/{dest.name}"}
-    if shutil.which("lms"):
-        res["hint"] = f"lms import {shlex.quote(str(out))}"
+    if hint:
+        res["hint"] = hint
     return res
+
+
+def lms_import(arg: str, out: Path) -> str | None:
+    """The LM Studio CLI's command for what --to lmstudio:PUBLISHER/MODEL does, when `lms` is on PATH:
+    --copy, because `lms import` moves the file when not told otherwise; --user-repo, the folder."""
+    if shutil.which("lms") is None:
+        return None
+    return shlex.join(["lms", "import", str(Path(out).resolve()), "--copy", "--user-repo", arg])
 
 
 def place(out: Path, dest: Path) -> str:
