@@ -136,3 +136,35 @@ def test_thermal_zones_without_psutil(tmp_path, monkeypatch):
     temps = policy.temperatures(str(tmp_path))
     assert temps == {"x86_pkg_temp": 67.5}
     assert policy.temperatures(str(tmp_path / "none")) == {}
+
+
+def test_a_job_queued_when_the_pause_comes_shows_paused_and_queued_again_after(tmp_path, monkeypatch):
+    """The race CI hit: a job's turn ended (state "queued") just before the user's pause; the loop
+    then never ran it, and status showed it "queued" under a paused daemon."""
+    import threading
+
+    from edgees.daemon.runner import JobState
+    monkeypatch.setenv("EDGEES_HOME", str(tmp_path))
+    runner = Runner(Policy(settings(), FakeReadings()))
+    runner.scan()  # no job files: nothing is dropped by the loop's own scan
+    runner.jobs["a"] = JobState(name="a", path=str(tmp_path / "a.toml"), state="queued")
+    runner.scan = lambda: None
+    runner.pause()
+    loop = threading.Thread(target=runner.loop)
+    loop.start()
+    try:
+        for _ in range(500):
+            if runner.status()["jobs"]["a"]["state"] == "paused":
+                break
+            time.sleep(0.01)
+        assert runner.status()["jobs"]["a"]["state"] == "paused" and runner.status()["state"] == "paused"
+    finally:
+        runner.next_job = lambda: None  # resumed: nothing to run (no model here)
+        runner.resume()
+        for _ in range(500):
+            if runner.status()["jobs"]["a"]["state"] == "queued":
+                break
+            time.sleep(0.01)
+        runner.request_stop()
+        loop.join(timeout=30)
+    assert runner.jobs["a"].state == "queued" and not loop.is_alive()

@@ -249,6 +249,7 @@ class Runner:
             if reason is not None:
                 self._set_paused(reason)
                 self.state = "paused"
+                self._mark_jobs("queued", "paused")  # also a job whose turn ended just as the pause came
                 if self.current and time.monotonic() - self.paused_since >= self.release_after:
                     log.info("paused for %.0fs: releasing the model", time.monotonic() - self.paused_since)
                     self._release()
@@ -256,6 +257,7 @@ class Runner:
                 continue
             self._set_paused(None)
             self._abort_member(False)
+            self._mark_jobs("paused", "queued")
             st = self.next_job()
             if st is None:
                 self.state = "idle"
@@ -266,6 +268,12 @@ class Runner:
             self.run_turn(st)
         self.state = "stopping"
         self._release()
+
+    def _mark_jobs(self, old: str, new: str) -> None:
+        with self.lock:
+            for st in self.jobs.values():
+                if st.state == old:
+                    st.state = new
 
     def run_turn(self, st: JobState) -> None:
         budget = DailyBudget(runs_dir() / st.name, st.job.minutes) if st.job.minutes is not None else None
