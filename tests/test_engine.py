@@ -20,6 +20,7 @@ from edgees.tasks.base import get_task
 from edgees.gguf.tiny import tiny_model_types
 
 REPACKED_BY_LLAMA_CPP = ["Q4_0", "Q4_K"]  # types llama.cpp repacks on this CPU when allowed to
+COPY_BUFFERS = ("CPU_REPACK", "AMX")  # where: CPU_REPACK (AVX2/AVX-512), AMX where the CPU says it has it
 PROMPTS = ["hello", "the cat", [{"role": "user", "content": "hi there"}],
            [{"role": "user", "content": "what is this"}], "once upon a time", "in the"]
 
@@ -87,7 +88,7 @@ def test_repacked_load_is_detected_and_refused(tiny_models, type_name):
         with pytest.raises(UnsupportedModel) as err:
             Engine(wc.path, allow_repack=True)
         msg = str(err.value)
-        assert "\n" not in msg and "CPU_REPACK" in msg and "invisible" in msg
+        assert "\n" not in msg and any(b in msg for b in COPY_BUFFERS) and "invisible" in msg
         with Engine(wc.path) as eng:  # the default load of the same file is mapped and live
             check_live_weights(eng, wc.view, trainable_tensors(wc.info)[0].name)
 
@@ -97,7 +98,10 @@ def test_live_check_alone_catches_a_repacked_copy(tiny_models, type_name, monkey
     """Even without the buffer-name check, the end-to-end check sees that writes are invisible."""
     monkeypatch.setattr(engine_mod, "check_mapped", lambda path, buffers: None)
     with WorkingCopy(tiny_models[type_name]) as wc, Engine(wc.path, allow_repack=True) as eng:
-        assert any(n == "CPU_REPACK" for n, _ in eng.weight_buffers)
+        copies = [n for n, _ in eng.weight_buffers if n in COPY_BUFFERS]
+        assert copies
+        if copies == ["AMX"]:  # its kernels fault on some VMs (the refusal by name above still holds)
+            pytest.skip("llama.cpp repacked into AMX here: a decode could die by a signal, not be checked")
         with pytest.raises(UnsupportedModel, match="did not change"):
             check_live_weights(eng, wc.view, trainable_tensors(wc.info)[0].name)
 

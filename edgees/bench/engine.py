@@ -71,24 +71,48 @@ def child_engine(model: str, n: int, max_tokens: int, threads: int, extras: bool
     return out
 
 
-def child_reference(model: str, n: int, max_tokens: int, threads: int) -> dict:
+def child_reference(model: str, n: int, max_tokens: int, threads: int, repack: bool = True) -> dict:
     from edgees.engine.baseline import chat_completions
     task, prompts = _prompts(n)
-    out = chat_completions(model, prompts, max_tokens, task.stop, threads)
+    out = chat_completions(model, prompts, max_tokens, task.stop, threads, repack=repack)
     out["peak_rss_mb"] = _peak_rss_mb()
     return out
 
 
-def _spawn(kind: str, model: str, n: int, max_tokens: int, threads: int, extras: bool) -> dict:
+def _spawn(kind: str, model: str, n: int, max_tokens: int, threads: int, extras: bool,
+           repack: bool = True) -> dict:
     cmd = [sys.executable, "-m", "edgees.bench.engine", "--child", kind, model, "--n", str(n),
            "--max-tokens", str(max_tokens), "--threads", str(threads)]
     if extras:
         cmd.append("--extras")
+    if not repack:
+        cmd.append("--no-repack")
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EdgeesError(f"bench child `{kind}` failed (exit {r.returncode}): {last}")
+        raise BenchChildFailed(f"bench child `{kind}` failed (exit {r.returncode}): {last}", r.returncode)
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+class BenchChildFailed(EdgeesError):
+    def __init__(self, message: str, returncode: int):
+        super().__init__(message)
+        self.returncode = returncode
+
+
+def _spawn_reference(model: str, n: int, max_tokens: int, threads: int, state: dict, say) -> dict:
+    """llama-cpp-python as its users load it; if that load dies by a signal on this CPU (llama.cpp's
+    AMX repacking does on some VMs), the rest of the run uses repacking off and says so."""
+    if state["repack"]:
+        try:
+            return _spawn("reference", model, n, max_tokens, threads, extras=False)
+        except BenchChildFailed as exc:
+            if exc.returncode >= 0:
+                raise
+            state["repack"], state["repack_died"] = False, -exc.returncode
+            say(f"llama-cpp-python's default load died by signal {-exc.returncode} on this CPU "
+                "(its repacked weights); the reference runs with repacking off, as edgees loads")
+    return _spawn("reference", model, n, max_tokens, threads, extras=False, repack=False)
 
 
 def run(model_path, n: int = 32, max_tokens: int = 32, threads: int | None = None, repeat: int = 3,
@@ -99,13 +123,14 @@ def run(model_path, n: int = 32, max_tokens: int = 32, threads: int | None = Non
     model = str(model_path)
     threads = int(threads or len(os.sched_getaffinity(0)))
     eng, ref = [], []
+    state = {"repack": True, "repack_died": None}
     load_before = os.getloadavg()[0]
     for r in range(repeat):
         say(f"[{r + 1}/{repeat}] engine: one generate of {n} prompts"
             + (" (+ sequential check, decode ceiling)" if r == 0 else ""))
         eng.append(_spawn("engine", model, n, max_tokens, threads, extras=(r == 0)))
         say(f"[{r + 1}/{repeat}] llama-cpp-python: create_chat_completion x {n}")
-        ref.append(_spawn("reference", model, n, max_tokens, threads, extras=False))
+        ref.append(_spawn_reference(model, n, max_tokens, threads, state, say))
     e_best = min(eng, key=lambda x: x["wall_s"])
     r_best = min(ref, key=lambda x: x["wall_s"])
     first = eng[0]
@@ -115,6 +140,8 @@ def run(model_path, n: int = 32, max_tokens: int = 32, threads: int | None = Non
     return {
         "model": model, "task": TASK, "n_prompts": n, "max_tokens": max_tokens, "threads": threads,
         "repeat": repeat, "load_average_1min": [load_before, os.getloadavg()[0]],
+        "llama_cpp_python_repack": state["repack"],
+        "llama_cpp_python_repack_died_by_signal": state["repack_died"],
         "speedup_vs_llama_cpp_python": r_best["wall_s"] / e_best["wall_s"],
         "speedup_paired_median": float(statistics.median(r["wall_s"] / e["wall_s"] for e, r in zip(eng, ref))),
         "engine_wall_s": e_best["wall_s"],
@@ -142,6 +169,9 @@ def format_report(r: dict) -> str:
     return "\n".join([
         f"model {r['model']}: {r['n_prompts']} {r['task']} chat prompts, max {r['max_tokens']} "
         f"tokens, greedy, {r['threads']} threads, best of {r['repeat']}",
+        *([f"  (llama-cpp-python's default load died by signal {r['llama_cpp_python_repack_died_by_signal']} "
+            "on this CPU: its figures are with repacking off, as edgees loads)"]
+          if not r.get("llama_cpp_python_repack", True) else []),
         f"  llama-cpp-python create_chat_completion x{r['n_prompts']}  "
         f"{r['llama_cpp_python_wall_s']:6.2f} s  ({r['llama_cpp_python_prompt_tokens']} prompt + "
         f"{r['llama_cpp_python_generated_tokens']} generated tokens)",
@@ -167,11 +197,12 @@ def _child_main(argv: list[str]) -> int:
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--extras", action="store_true")
+    p.add_argument("--no-repack", action="store_true")
     a = p.parse_args(argv)
     if a.child == "engine":
         out = child_engine(a.model, a.n, a.max_tokens, a.threads, a.extras)
     else:
-        out = child_reference(a.model, a.n, a.max_tokens, a.threads)
+        out = child_reference(a.model, a.n, a.max_tokens, a.threads, repack=not a.no_repack)
     sys.stdout.write(json.dumps(out) + "\n")  # a child's only output: one JSON line for the parent
     return 0
 
