@@ -88,7 +88,7 @@ def publish(job, run_path: Path, header: dict, wc, weights_sha256: str, step: in
     prune(pub_dir, job.name, pub.keep, keep_file=out.name)
     result.update(path=str(out), sha256=res["sha256"], seconds=time.perf_counter() - t0)
     if pub.to:
-        result["to"] = publish_to_target(job, out, Path(header["base_model"]))
+        result["to"] = publish_to_target(job, out, Path(header["base_model"]), header.get("base_name"))
     if pub.hook:
         result["hook"] = run_hook(pub.hook, out, job.workdir)
     return result
@@ -109,11 +109,12 @@ def prune(pub_dir: Path, name: str, keep: int, keep_file: str) -> None:
             p.with_suffix(".Modelfile").unlink(missing_ok=True)
 
 
-def publish_to_target(job, out: Path, base_path: Path) -> dict:
-    """The job's `to` target for the version at `out`; its failure is logged and returned, not raised."""
+def publish_to_target(job, out: Path, base_path: Path, base_name: str | None = None) -> dict:
+    """The job's `to` target for the version at `out`; its failure is logged and returned, not raised.
+    base_name: run.json's store name of the base (Ollama's chat settings of that very tag)."""
     kind, arg = targets.parse_target(job.publish.to, out)
     try:
-        res = targets.publish_to(kind, arg, out, base_path, force=True)
+        res = targets.publish_to(kind, arg, out, base_path, force=True, base_name=base_name)
     except EdgeesError as exc:
         log.warning("job %s: publishing to %s failed: %s", job.name, job.publish.to, exc)
         return {"target": job.publish.to, "error": str(exc)}

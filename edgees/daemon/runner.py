@@ -323,7 +323,7 @@ class Runner:
             return self.current[2]
         self._release()
         from edgees.engine.engine import Engine
-        from edgees.models import resolve_model
+        from edgees.models import resolve_model, store_name
         from edgees.run.trainer import Trainer
         from edgees.tasks.base import get_task
 
@@ -336,7 +336,7 @@ class Runner:
         log.info("job %s: opening %s (%s)", job.name, model, "resuming" if resume else "new run")
         events = JobEvents(st)
         trainer = Trainer(model, task, job.task, run_path, job.cfg, resume=resume, task_options=job.task_opt,
-                          events=events, threads=job.threads,
+                          events=events, threads=job.threads, model_name=store_name(job.model),
                           engine_factory=lambda p: Engine(p, n_threads=job.threads, n_seq=job.batch,
                                                           max_tokens=task.max_tokens))
         trainer.follow_data = True  # an app may append to the job's data file: new lines at step boundaries
