@@ -9,7 +9,8 @@ from edgees.errors import EngineAborted
 from edgees.gguf.working_copy import WorkingCopy
 from edgees.qes.state import WeightState
 from edgees.qes.trainable import trainable_tensors
-from edgees.run.executor import evaluate_signed
+from edgees.run.executor import evaluate_signed, mean_reward
+from edgees.tasks.base import get_task
 
 PROMPTS = ["hello there", "one two three"]
 
@@ -49,5 +50,26 @@ def test_an_aborted_member_returns_no_rewards_and_restores_the_weights(tiny_mode
             assert len(calls) == 2 and state.sha256() == base
             engine.abort(False)
             assert evaluate_signed(state, engine, [5, -5], 0.3, reward) == [0.5, 0.5]
+            assert state.sha256() == base
+        state.close()
+
+
+@pytest.mark.parametrize("spec,opts", [("arithmetic", {}), ("arithmetic", {"reward": "likelihood"})])
+def test_an_abort_inside_a_tasks_reward_is_an_abort_not_a_reward_failure(tiny_models, spec, opts):
+    """Through the trainer's own path (mean_reward around the task's train_rewards): the daemon's
+    abort reaches evaluate_signed as EngineAborted, not as a TaskError that sets the job to "error"."""
+    task = get_task(spec, **opts)
+    train, _ = task.split(n_heldout=4)
+    with WorkingCopy(tiny_models["Q4_1"]) as wc:
+        first = next(iter(trainable_tensors(wc.info)))
+        state = WeightState(wc, ef="off")
+        with load_live(wc, first.name, n_threads=1, n_seq=2, max_tokens=task.max_tokens) as engine:
+            base = state.sha256()
+
+            def reward():
+                engine.abort()
+                return mean_reward(task, engine, train[:2])
+
+            assert evaluate_signed(state, engine, [5, -5], 0.3, reward) is None
             assert state.sha256() == base
         state.close()

@@ -7,7 +7,9 @@
 Each figure has a baseline measured in the same run, and the ratio of the two:
   stop_s          SIGTERM (at a random 0-1 s into training) to exit   vs one member's evaluation
   pause_socket_s  `pause` on the socket to the job's state "paused"   vs one member's evaluation
-  pause_busy_s    CPU burners (one per core) start to a "busy" pause  vs the policy interval
+  pause_busy_reason_s  CPU burners (one per core) start to status naming "busy" (the member in
+                  flight is aborted then)                              vs the policy interval
+  pause_busy_s    the burners' start to the job's state "paused"       vs the policy interval
   resume_busy_s   the burners' end to the next logged step            vs interval x resume_after
   paused_cpu      the daemon's CPU use (cores, /proc) while paused    vs the same while training
   paused_rss_mb   its RSS while paused, model held                    vs the same while training
@@ -201,7 +203,7 @@ def phase_stop(home: Path, args, out: dict) -> None:
 
 def phase_busy(home: Path, args, out: dict) -> None:
     d = Daemon(home, "--cpu-max", str(args.cpu_max), "--interval", str(args.interval), "--resume-after", "1")
-    out["pause_busy_s"], out["resume_busy_s"] = [], []
+    out["pause_busy_s"], out["pause_busy_reason_s"], out["resume_busy_s"] = [], [], []
     burners: list[subprocess.Popen] = []
     try:
         try:  # the machine must be quiet enough to train before the burners start
@@ -214,6 +216,9 @@ def phase_busy(home: Path, args, out: dict) -> None:
             training(d, "bench")
             t0 = time.perf_counter()
             burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+            d.wait("a busy verdict", lambda: (control.request("status")["pause_reason"] or "").startswith("busy"),
+                   every=0.01)
+            out["pause_busy_reason_s"].append(time.perf_counter() - t0)
             d.wait("a busy pause", lambda: (s := control.request("status"))["state"] == "paused"
                    and (s["pause_reason"] or "").startswith("busy"), every=0.01)
             out["pause_busy_s"].append(time.perf_counter() - t0)
@@ -235,7 +240,7 @@ def phase_busy(home: Path, args, out: dict) -> None:
 
 def phase_publish(home: Path, args, out: dict, model: Path, tmp: Path) -> None:
     (home / "daemon" / "jobs" / "bench.toml").unlink()  # one job at a time: no round-robin meanwhile
-    pub = '[publish]\ndir = "pub"\nevery = 1\nkeep = 2\nmargin = 1e9\n'
+    pub = f'[publish]\ndir = "pub"\nevery = {args.publish_after}\nkeep = 2\nmargin = 1e9\n'
     (home / "daemon" / "jobs" / "pub.toml").write_text(job_toml("pub", model, tmp, args, pub))
     d = Daemon(home, "--cpu-max", "off")
     out["publish_s"], seen = [], set()
@@ -245,6 +250,7 @@ def phase_publish(home: Path, args, out: dict, model: Path, tmp: Path) -> None:
                           lambda: (p := d.job("pub").get("last_publish")) and p["step"] not in seen and p)
             seen.add(last["step"])
             out["publish_s"].append(last["seconds"])
+            out.setdefault("publish_steps", []).append(last["step"])
     finally:
         if d.p.poll() is None:
             d.sigterm()
@@ -258,6 +264,7 @@ def figures(out: dict, args) -> list[dict]:
     rows = [
         ("stop_s", out["stop_s"], "member_s", member),
         ("pause_socket_s", out["pause_socket_s"], "member_s", member),
+        ("pause_busy_reason_s", out.get("pause_busy_reason_s", []), "interval_s", args.interval),
         ("pause_busy_s", out.get("pause_busy_s", []), "interval_s", args.interval),
         ("resume_busy_s", out.get("resume_busy_s", []), "interval_s", args.interval),
         ("paused_cpu", [out["paused"]["cpu_cores"]], "running_cpu", run["cpu_cores"]),
@@ -288,6 +295,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads of the job (1, the daemon's default)")
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--publish-after", type=int, default=1, metavar="N",
+                    help="publish every N steps: the publish figures are taken at steps N, 2N, ... (1)")
     ap.add_argument("--json", action="store_true", help="JSON lines only, no table")
     ap.add_argument("--keep", action="store_true", help="keep the temporary dir (logs, runs) for a look")
     args = ap.parse_args()
@@ -315,7 +324,7 @@ def main() -> int:
     head = {"model": label, "path": str(model), "bytes": model.stat().st_size, "cpus": os.cpu_count(),
             "loadavg_start": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds,
             "threads": args.threads, "pairs": args.pairs, "prompts": args.prompts, "window_s": args.window,
-            "interval_s": args.interval, "cpu_max": args.cpu_max}
+            "interval_s": args.interval, "cpu_max": args.cpu_max, "publish_after": args.publish_after}
     out: dict = {}
     random.seed(14)
     try:

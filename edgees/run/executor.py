@@ -29,7 +29,7 @@ def mean_reward(task, engine, examples) -> float:
     """The task's train rewards on `examples` with the weights as they are, averaged: one member."""
     try:
         rewards = task.train_rewards(engine, examples)
-    except EdgeesError:  # TaskError included: already one line for the user
+    except (EdgeesError, EngineAborted):  # TaskError: already one line; an abort: the daemon's, not an error
         raise
     except Exception as exc:  # a user's reward function failing inside a run
         raise TaskError(f"task {task.name}: reward failed with {type(exc).__name__}: {exc}") from None
