@@ -100,21 +100,6 @@ class BenchChildFailed(EdgeesError):
         self.returncode = returncode
 
 
-def _spawn_reference(model: str, n: int, max_tokens: int, threads: int, state: dict, say) -> dict:
-    """llama-cpp-python as its users load it; if that load dies by a signal on this CPU (llama.cpp's
-    AMX repacking does on some VMs), the rest of the run uses repacking off and says so."""
-    if state["repack"]:
-        try:
-            return _spawn("reference", model, n, max_tokens, threads, extras=False)
-        except BenchChildFailed as exc:
-            if exc.returncode >= 0:
-                raise
-            state["repack"], state["repack_died"] = False, -exc.returncode
-            say(f"llama-cpp-python's default load died by signal {-exc.returncode} on this CPU "
-                "(its repacked weights); the reference runs with repacking off, as edgees loads")
-    return _spawn("reference", model, n, max_tokens, threads, extras=False, repack=False)
-
-
 def run(model_path, n: int = 32, max_tokens: int = 32, threads: int | None = None, repeat: int = 3,
         progress=None) -> dict:
     """Both paths, alternating `repeat` times; one JSON-ready dict of figures."""
@@ -123,14 +108,22 @@ def run(model_path, n: int = 32, max_tokens: int = 32, threads: int | None = Non
     model = str(model_path)
     threads = int(threads or len(os.sched_getaffinity(0)))
     eng, ref = [], []
-    state = {"repack": True, "repack_died": None}
+    repack_died = None  # the signal llama-cpp-python's default (repacking) load died by, on this CPU
     load_before = os.getloadavg()[0]
     for r in range(repeat):
         say(f"[{r + 1}/{repeat}] engine: one generate of {n} prompts"
             + (" (+ sequential check, decode ceiling)" if r == 0 else ""))
         eng.append(_spawn("engine", model, n, max_tokens, threads, extras=(r == 0)))
         say(f"[{r + 1}/{repeat}] llama-cpp-python: create_chat_completion x {n}")
-        ref.append(_spawn_reference(model, n, max_tokens, threads, state, say))
+        try:
+            ref.append(_spawn("reference", model, n, max_tokens, threads, extras=False, repack=repack_died is None))
+        except BenchChildFailed as exc:  # llama.cpp's AMX repacking dies so on some VMs: load as edgees does
+            if repack_died is not None or exc.returncode >= 0:
+                raise
+            repack_died = -exc.returncode
+            say(f"llama-cpp-python's default load died by signal {repack_died} on this CPU "
+                "(its repacked weights); the reference runs with repacking off, as edgees loads")
+            ref.append(_spawn("reference", model, n, max_tokens, threads, extras=False, repack=False))
     e_best = min(eng, key=lambda x: x["wall_s"])
     r_best = min(ref, key=lambda x: x["wall_s"])
     first = eng[0]
@@ -140,8 +133,8 @@ def run(model_path, n: int = 32, max_tokens: int = 32, threads: int | None = Non
     return {
         "model": model, "task": TASK, "n_prompts": n, "max_tokens": max_tokens, "threads": threads,
         "repeat": repeat, "load_average_1min": [load_before, os.getloadavg()[0]],
-        "llama_cpp_python_repack": state["repack"],
-        "llama_cpp_python_repack_died_by_signal": state["repack_died"],
+        "llama_cpp_python_repack": repack_died is None,
+        "llama_cpp_python_repack_died_by_signal": repack_died,
         "speedup_vs_llama_cpp_python": r_best["wall_s"] / e_best["wall_s"],
         "speedup_paired_median": float(statistics.median(r["wall_s"] / e["wall_s"] for e, r in zip(eng, ref))),
         "engine_wall_s": e_best["wall_s"],
