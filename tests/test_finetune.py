@@ -114,3 +114,16 @@ def test_a_step_that_moves_no_codes_is_warned_about_once(tmp_path, capsys):
     assert cli.main(args) == 0
     err = capsys.readouterr().err
     assert err.count("moved no codes") == 1 and "raise --alpha" in err
+
+
+def test_alpha_decay_is_logged_per_step_and_replayed_exactly(tmp_path, capsys):
+    """--alpha-decay T: steps after T take alpha x sqrt(T/t); the log keeps each step's alpha, so
+    `edgees export` (a replay) writes the bytes the run ended with."""
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=4, alpha=0.5, likelihood=True)
+    assert cli.main(args + ["--alpha-decay", "2", "--export", str(tmp_path / "live.gguf"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    records, _, _ = read_steps(tmp_path / "run" / "steps.log")
+    assert [r.alpha for r in records] == [0.5, 0.5, 0.5 * (2 / 3) ** 0.5, 0.5 * (2 / 4) ** 0.5]
+    assert cli.main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "replayed.gguf")]) == 0
+    assert sha256_file(tmp_path / "live.gguf") == sha256_file(tmp_path / "replayed.gguf") == summary["export"]["sha256"]

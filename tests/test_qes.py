@@ -141,6 +141,13 @@ def test_fixed_fields_are_those_that_fix_the_noise_and_the_update():
     assert fixed == ["pairs", "prompts", "sigma", "gamma", "ef", "window", "coef", "seed",
                      "include_embeddings"]
     resumable = {f.name for f in dataclasses.fields(qes.QESConfig)} - set(fixed)
-    assert resumable == {"steps", "alpha", "eval_every", "eval_n", "checkpoint_every",
+    assert resumable == {"steps", "alpha", "alpha_decay", "eval_every", "eval_n", "checkpoint_every",
                          "checkpoint_keep"}
     assert all(f.metadata.get("help") for f in dataclasses.fields(qes.QESConfig))
+
+
+def test_step_alpha_decays_as_the_inverse_square_root_after_t():
+    assert [qes.step_alpha(0.02, 0, t) for t in (0, 9, 999)] == [0.02] * 3
+    assert [qes.step_alpha(0.02, 10, t) for t in (0, 9)] == [0.02, 0.02]
+    assert qes.step_alpha(0.02, 10, 39) == pytest.approx(0.01)  # step 40 = 4T: half alpha
+    assert qes.QESConfig(alpha_decay=-1).problems() == [("alpha_decay", "must be >= 0")]

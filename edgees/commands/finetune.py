@@ -72,7 +72,7 @@ def register(sub) -> None:
             p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
         else:
             shown = "" if f.default is None else f" (default {f.default})"  # alpha's is in its help
-            p.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None, metavar=f.name[0].upper(),
+            p.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None, metavar=f.metadata.get("metavar", f.name[0].upper()),
                            help=f"{f.metadata['help']}{shown}")
     p.add_argument("--minutes", type=float, default=None, help=RunOptions.help("minutes"))
     p.add_argument("--executor", choices=("local", "ray"), default=None, help=RunOptions.help("executor"))

@@ -43,6 +43,7 @@ class QESConfig:
     prompts: int = field(default=12, metadata={"help": "training prompts per member per step"})
     sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (the same relative step on every type)"})
     alpha: float | None = field(default=None, metadata={"resume": True, "kind": float, "help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that); default 0.25 x sigma x pairs (0.02 at the default sigma and pairs): a hit moves a code a quarter step whatever --pairs and --sigma are"})
+    alpha_decay: int = field(default=0, metadata={"resume": True, "metavar": "T", "help": "step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T); 0: constant (the default). Each step's alpha is logged, so export and resume replay it exactly"})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
     window: int = field(default=50, metadata={"help": "replay window K (steps)"})
@@ -85,7 +86,7 @@ class QESConfig:
         for name in ("pairs", "prompts", "window", "checkpoint_keep"):
             if getattr(self, name) < 1:
                 out.append((name, "must be >= 1"))
-        for name in ("steps", "eval_every", "checkpoint_every"):
+        for name in ("steps", "eval_every", "checkpoint_every", "alpha_decay"):
             if getattr(self, name) < 0:
                 out.append((name, "must be >= 0"))
         if self.eval_n < 1:
@@ -103,6 +104,13 @@ class QESConfig:
         problems = self.problems()
         if problems:
             raise EdgeesError("; ".join(f"--{name.replace('_', '-')} {what}" for name, what in problems))
+
+
+def step_alpha(alpha: float, decay: int, step: int) -> float:
+    """The step size of step `step` (0-based): alpha, or alpha x sqrt(T / (step + 1)) from step T on."""
+    if decay <= 0 or step + 1 <= decay:
+        return alpha
+    return alpha * (decay / (step + 1)) ** 0.5
 
 
 def pair_seeds(run_seed: int, step: int, pairs: int) -> tuple[int, ...]:

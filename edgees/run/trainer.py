@@ -212,13 +212,14 @@ class Trainer:
             t_eval = time.perf_counter() - t_eval
             coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)
             t_up = time.perf_counter()
-            spec = StepSpec(seeds, tuple(float(a) for a in coefs), cfg.alpha, cfg.sigma)
+            alpha = qes.step_alpha(cfg.alpha, cfg.alpha_decay, t)
+            spec = StepSpec(seeds, tuple(float(a) for a in coefs), alpha, cfg.sigma)
             self.executor.update(t, spec)  # workers apply it beside us; their hashes are checked once it is logged
             stats = apply_step(state, spec, t)
             engine.weights_changed()
             t_up = time.perf_counter() - t_up
             rec = StepRecord(step=t, seeds=list(seeds), rewards_plus=r_plus, rewards_minus=r_minus,
-                             coefs=[float(a) for a in coefs], sigma=cfg.sigma, alpha=cfg.alpha,
+                             coefs=[float(a) for a in coefs], sigma=cfg.sigma, alpha=alpha,
                              weights_sha256=state.sha256(), changed=int(stats["changed"]))
             self.run.append_step(rec)
             self.records.append(rec)
@@ -245,7 +246,7 @@ class Trainer:
                 self._warned_still = True
                 self.events.status(
                     f"warning: step {t + 1} moved no codes: a pair hit moves a 4-bit code by "
-                    f"alpha/(sigma*pairs) = {cfg.alpha / (cfg.sigma * cfg.pairs):.3g} steps, and below ~0.25 "
+                    f"alpha/(sigma*pairs) = {alpha / (cfg.sigma * cfg.pairs):.3g} steps, and below ~0.25 "
                     "nothing rounds to a move; raise --alpha (or lower --pairs)")
             if out_of_time:
                 self.events.status(f"time budget of {minutes:g} min reached after step {t + 1}")
