@@ -9,7 +9,11 @@ trainer's own member loop: 2 x pairs members, each a fused restore + perturb and
 on the step's prompts. Prints both, the update's share of the step (update / (evaluation + update);
 the issue's target: at most 0.20) and update / evaluation.
 
-  python tools/bench_update_share.py [MODEL] [--task arithmetic] [--threads N] [--json]
+  python tools/bench_update_share.py [MODEL] [--task arithmetic] [--task-opt K=V ...] [--pairs P]
+                                     [--prompts P] [--threads N] [--json]
+
+The likelihood config of issue 15 (one batched prefill a member, so a cheap evaluation):
+  python tools/bench_update_share.py --task-opt reward=likelihood --prompts 8
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", nargs="?", default="smollm2-135m")
     ap.add_argument("--task", default="arithmetic")
+    ap.add_argument("--task-opt", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--pairs", type=int, default=None, help="default: finetune's")
+    ap.add_argument("--prompts", type=int, default=None, help="default: finetune's")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -37,10 +44,10 @@ def main() -> None:
     from edgees.qes.records import StepSpec
     from edgees.models import resolve_model
     from edgees.qes.state import WeightState
-    from edgees.tasks.base import get_task
+    from edgees.tasks.base import get_task, parse_options
     from edgees.run.trainer import evaluate_members, step_prompts
 
-    cfg = qes.QESConfig()
+    cfg = qes.QESConfig(**{k: v for k, v in (("pairs", args.pairs), ("prompts", args.prompts)) if v is not None})
     say = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     rng = np.random.default_rng(0)
 
@@ -59,7 +66,7 @@ def main() -> None:
         stats = state.apply(spec(cfg.window))
         update_s = time.perf_counter() - t1
 
-        task = get_task(args.task)
+        task = get_task(args.task, **parse_options(args.task_opt))
         train, _ = task.split(n_heldout=cfg.eval_n)
         batch = [train[i] for i in step_prompts(len(train), cfg.seed, cfg.window, cfg.prompts)]
         engine = load_live(wc, state.names[0], n_threads=args.threads)
@@ -72,7 +79,7 @@ def main() -> None:
         finally:
             engine.close()
 
-    out = {"model": args.model, "task": args.task, "pairs": cfg.pairs, "prompts": cfg.prompts,
+    out = {"model": args.model, "task": args.task, "task_opt": args.task_opt, "pairs": cfg.pairs, "prompts": cfg.prompts,
            "window": cfg.window, "sigma": cfg.sigma, "alpha": cfg.alpha,
            "threads": state.threads or default_threads(),
            "update_seconds": update_s, "eval_seconds": eval_s, "update_share": update_s / (eval_s + update_s),
@@ -83,7 +90,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{args.model}, default config ({cfg.pairs} pairs x {cfg.prompts} prompts, K = {cfg.window}):\n"
+        opts = " ".join(args.task_opt) or "default options"
+        print(f"{args.model}, {args.task} ({opts}), {cfg.pairs} pairs x {cfg.prompts} prompts, K = {cfg.window}:\n"
               f"  one replay update over a full window  {update_s:7.2f} s\n"
               f"  one step's evaluation ({2 * cfg.pairs} members) {eval_s:7.2f} s\n"
               f"  update share of the step              {update_s / (eval_s + update_s):7.1%} (target <= 20%)\n"
