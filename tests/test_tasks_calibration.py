@@ -52,3 +52,14 @@ def test_calibration_evaluate_two_turns():
     assert metrics["d_prime"] > 1 or math.isnan(metrics["d_prime"])
     assert all(r >= 0.5 for r in rewards) and metrics["verdict_rate"] == 1.0
     assert comps[0].startswith("0\n[confidence] No") or comps[0].endswith("Yes")
+
+
+def test_d_prime_is_zero_when_the_rates_are_equal():
+    """A model that always says No separates nothing: d' 0, not the artefact of clipping two
+    conditions of different sizes (29 right, 171 wrong gave 0.64)."""
+    from edgees.tasks.calibration import d_prime, join
+    assert d_prime(0.0, 29, 0.0, 171) == 0.0 and d_prime(1.0, 3, 1.0, 9) == 0.0
+    task = get_task("calibration")
+    ex = [task.example(45, 33)]
+    m = task.metrics(ex * 4, [join("78", "No")] + [join("1", "No")] * 3)
+    assert m["yes_rate"] == 0.0 and m["d_prime"] == 0.0

@@ -125,25 +125,48 @@ def _fmt(key: str, v: float) -> str:
     return f"{v:.1%}" if key in ("strict", "lenient", "accuracy") else f"{v:.3f}"
 
 
+class _Counted:
+    """The engine, with the token counts of every generate() call added up (a task's own evaluate,
+    calibration's two turns, calls it more than once)."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.prompt_tokens = self.generated_tokens = 0
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def generate(self, *args, **kwargs):
+        out = self._engine.generate(*args, **kwargs)
+        self.prompt_tokens += self._engine.last_stats["prompt_tokens"]
+        self.generated_tokens += self._engine.last_stats["generated_tokens"]
+        return out
+
+
 def _generate(engine, task, examples, batch: int, quiet: bool):
-    """Completions for all examples, in engine-sized chunks so progress can be shown."""
-    prompts = [e.prompt for e in examples]
+    """Completions for all examples, in engine-sized chunks so progress can be shown. A task with
+    its own generating evaluate (calibration: an answer, then a verdict on it) goes through it, so
+    eval scores what finetune's held-out evaluation scores."""
+    from edgees.tasks.base import Task
+    own = type(task).evaluate is not Task.evaluate and task.max_tokens > 0
+    counted = _Counted(engine)
     chunk = max(1, batch)
     completions: list[str] = []
-    prompt_tokens = generated = 0
     bar = None
     if not quiet and sys.stderr.isatty():
         from tqdm import tqdm
-        bar = tqdm(total=len(prompts), desc=f"eval {task.name}", unit="prompt", file=sys.stderr)
+        bar = tqdm(total=len(examples), desc=f"eval {task.name}", unit="prompt", file=sys.stderr)
     t0 = time.perf_counter()
-    for start in range(0, len(prompts), chunk):
-        part = prompts[start:start + chunk]
-        completions += engine.generate(part, max_tokens=task.max_tokens, stop=list(task.stop))
-        prompt_tokens += engine.last_stats["prompt_tokens"]
-        generated += engine.last_stats["generated_tokens"]
+    for start in range(0, len(examples), chunk):
+        part = examples[start:start + chunk]
+        if own:
+            completions += task.evaluate(counted, part)[2]
+        else:
+            completions += counted.generate([e.prompt for e in part], max_tokens=task.max_tokens,
+                                            stop=list(task.stop))
         if bar:
             bar.update(len(part))
     wall = time.perf_counter() - t0
     if bar:
         bar.close()
-    return completions, prompt_tokens, generated, wall
+    return completions, counted.prompt_tokens, counted.generated_tokens, wall

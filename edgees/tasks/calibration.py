@@ -13,7 +13,8 @@ Correct means lenient-correct (the answer's last number is the sum). Reward, in 
 + 0.5 * agreement: 1 if (Yes and correct) or (No and wrong); 0 if they disagree or no verdict
 Metrics: accuracy, strict, p_yes_correct = P(Yes | correct), p_yes_wrong = P(Yes | wrong),
 d_prime = z(P(Yes|correct)) - z(P(Yes|wrong)) with each rate clipped to [0.5/n, 1 - 0.5/n]
-(n = the examples in that condition) before the inverse normal; NaN where a condition is empty.
+(n = the examples in that condition) before the inverse normal; 0 when the two rates are equal
+(a model that never says Yes separates nothing); NaN where a condition is empty.
 Also yes_rate, verdict_rate and reward.
 """
 
@@ -48,9 +49,11 @@ def verdict(reply: str) -> bool | None:
 
 
 def d_prime(p_hit: float, n_hit: int, p_fa: float, n_fa: int) -> float:
-    """z(hit rate) - z(false-alarm rate), rates clipped to [0.5/n, 1 - 0.5/n]; NaN if n is 0."""
+    """z(hit rate) - z(false-alarm rate), rates clipped to [0.5/n, 1 - 0.5/n]; 0 if the rates are equal; NaN if n is 0."""
     if n_hit == 0 or n_fa == 0:
         return float("nan")
+    if p_hit == p_fa:  # no separation (e.g. never a Yes): the clipping below would differ by n alone
+        return 0.0
     z = NormalDist().inv_cdf
     clip = lambda p, n: min(max(p, 0.5 / n), 1 - 0.5 / n)  # noqa: E731
     return z(clip(p_hit, n_hit)) - z(clip(p_fa, n_fa))
