@@ -144,11 +144,8 @@ class _Counted:
 
 
 def _generate(engine, task, examples, batch: int, quiet: bool):
-    """Completions for all examples, in engine-sized chunks so progress can be shown. A task with
-    its own generating evaluate (calibration: an answer, then a verdict on it) goes through it, so
-    eval scores what finetune's held-out evaluation scores."""
-    from edgees.tasks.base import Task
-    own = type(task).evaluate is not Task.evaluate and task.max_tokens > 0
+    """The task's completions for all examples (its own turns: calibration asks for a verdict too), in
+    engine-sized chunks so progress can be shown."""
     counted = _Counted(engine)
     chunk = max(1, batch)
     completions: list[str] = []
@@ -159,11 +156,7 @@ def _generate(engine, task, examples, batch: int, quiet: bool):
     t0 = time.perf_counter()
     for start in range(0, len(examples), chunk):
         part = examples[start:start + chunk]
-        if own:
-            completions += task.evaluate(counted, part)[2]
-        else:
-            completions += counted.generate([e.prompt for e in part], max_tokens=task.max_tokens,
-                                            stop=list(task.stop))
+        completions += task.complete(counted, part)
         if bar:
             bar.update(len(part))
     wall = time.perf_counter() - t0

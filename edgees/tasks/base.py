@@ -116,12 +116,19 @@ class Task:
         return list(engine.score([e.prompt for e in examples], [self.reference(e) for e in examples],
                                  end_turn=True))
 
-    def evaluate(self, engine, examples: Sequence[Example]) -> tuple[list[float], dict, list[str]]:
-        """Generate greedily, then score: (rewards, metrics, completions)."""
+    def complete(self, engine, examples: Sequence[Example]) -> list[str]:
+        """The completions the task scores: greedy answers (a task of several turns runs them here,
+        so that `edgees eval` and the held-out evaluation score the same text)."""
         examples = list(examples)
         completions = list(engine.generate([e.prompt for e in examples], max_tokens=self.max_tokens,
                                            stop=list(self.stop)))
         check_lengths(self.name, examples, completions)
+        return completions
+
+    def evaluate(self, engine, examples: Sequence[Example]) -> tuple[list[float], dict, list[str]]:
+        """Complete greedily, then score: (rewards, metrics, completions)."""
+        examples = list(examples)
+        completions = self.complete(engine, examples)
         return self.rewards(examples, completions), self.metrics(examples, completions), completions
 
     def primary_metric(self, metrics: dict) -> str:

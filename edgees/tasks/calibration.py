@@ -5,7 +5,7 @@ Two chat turns per example, on the arithmetic task's prompts and split:
   2. (answer as the assistant turn) "Are you confident your answer is correct? Answer Yes or No."
                                                               -> Yes / No
 The first "yes" or "no" word of the second reply (any case) is the verdict; neither counts as no
-verdict. `evaluate` runs both turns; the completion it returns (and `rewards`/`metrics` take) is the
+verdict. `complete` runs both turns (for evaluate and `edgees eval` alike); the completion it returns (and `rewards`/`metrics` take) is the
 two replies joined by SEP (`join(answer, verdict)`), so rewards stay a pure function of text.
 
 Correct means lenient-correct (the answer's last number is the sum). Reward, in [0, 1]:
@@ -75,16 +75,13 @@ class Calibration(Arithmetic):
         return list(example.prompt) + [{"role": "assistant", "content": answer.strip()},
                                        {"role": "user", "content": CONFIDENCE}]
 
-    def evaluate(self, engine, examples: Sequence[Example]):
+    def complete(self, engine, examples: Sequence[Example]) -> list[str]:
         examples = list(examples)
-        answers = list(engine.generate([e.prompt for e in examples], max_tokens=self.max_tokens,
-                                       stop=list(self.stop)))
-        check_lengths(self.name, examples, answers)
+        answers = super().complete(engine, examples)
         verdicts = list(engine.generate([self.second_turn(e, a) for e, a in zip(examples, answers)],
                                         max_tokens=self.verdict_tokens, stop=list(self.verdict_stop)))
         check_lengths(self.name, examples, verdicts)
-        completions = [join(a, v) for a, v in zip(answers, verdicts)]
-        return self.rewards(examples, completions), self.metrics(examples, completions), completions
+        return [join(a, v) for a, v in zip(answers, verdicts)]
 
     def rewards(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
         check_lengths(self.name, examples, completions)
