@@ -248,3 +248,16 @@ def test_default_alpha_follows_sigma_and_pairs():
     assert resolve({"task": "arithmetic", "pairs": 16, "alpha": 0.02}).cfg.alpha == 0.02
     header = {"config": {**asdict(QESConfig()), "pairs": 4, "alpha": 0.05}, "task": "arithmetic"}
     assert resolve({}, header=header).cfg.alpha == 0.05  # a resumed run keeps its recorded alpha
+
+
+def test_a_resumed_run_that_predates_alpha_decay_keeps_a_constant_alpha():
+    """The default decay (from step 20) came after runs without the field: resuming one keeps the
+    constant alpha it ran with, unless a flag or file sets --alpha-decay."""
+    from edgees.run.config import resolve
+    assert resolve({"task": "arithmetic"}).cfg.alpha_decay == 20
+    old = {k: v for k, v in asdict(QESConfig()).items() if k != "alpha_decay"}
+    res = resolve({}, header={"config": old, "task": "arithmetic"})
+    assert (res.cfg.alpha_decay, res.label("alpha_decay")) == (0, "run.json")
+    assert resolve({"alpha_decay": 30}, header={"config": old, "task": "arithmetic"}).cfg.alpha_decay == 30
+    new = {**old, "alpha_decay": 20}
+    assert resolve({}, header={"config": new, "task": "arithmetic"}).cfg.alpha_decay == 20

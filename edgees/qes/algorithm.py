@@ -26,6 +26,13 @@ HIT_STEP = 0.25
 def default_alpha(sigma: float, pairs: int) -> float:
     """The step size that keeps a pair hit's move at HIT_STEP code steps for this sigma and pairs."""
     return HIT_STEP * sigma * pairs
+
+
+# From step ALPHA_DECAY on, step t takes alpha x sqrt(ALPHA_DECAY / t). Measured on SmolLM2 arithmetic,
+# three seeds, an hour (docs/results/arithmetic-alpha-decay.md): at a constant alpha held-out peaked
+# at steps 40-50 and fell back; decayed from step 20, the last step stayed near the best.
+ALPHA_DECAY = 20
+
 COEF_MODES = ("zscore", "rank")
 
 
@@ -43,7 +50,7 @@ class QESConfig:
     prompts: int = field(default=12, metadata={"help": "training prompts per member per step"})
     sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (the same relative step on every type)"})
     alpha: float | None = field(default=None, metadata={"resume": True, "kind": float, "help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that); default 0.25 x sigma x pairs (0.02 at the default sigma and pairs): a hit moves a code a quarter step whatever --pairs and --sigma are"})
-    alpha_decay: int = field(default=0, metadata={"resume": True, "metavar": "T", "help": "step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T); 0: constant (the default). Each step's alpha is logged, so export and resume replay it exactly"})
+    alpha_decay: int = field(default=ALPHA_DECAY, metadata={"resume": True, "metavar": "T", "absent": 0, "help": f"step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T); 0: constant. Default {ALPHA_DECAY}. Each step's alpha is logged, so export and resume replay it exactly"})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
     window: int = field(default=50, metadata={"help": "replay window K (steps)"})
@@ -67,9 +74,11 @@ class QESConfig:
 
     @classmethod
     def from_header(cls, header: dict) -> "QESConfig":
-        """The config run.json records; a field an older run did not record takes its default."""
+        """The config run.json records. A field an older run did not record takes the value that run
+        ran with: metadata["absent"] where the default changed since (alpha_decay: 0), else the default."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in header.get("config", {}).items() if k in known})
+        absent = {f.name: f.metadata["absent"] for f in fields(cls) if "absent" in f.metadata}
+        return cls(**{**absent, **{k: v for k, v in header.get("config", {}).items() if k in known}})
 
     @classmethod
     def fixed_fields(cls) -> list[str]:

@@ -164,8 +164,9 @@ def resolve(cli: dict, config_file=None, header: dict | None = None) -> Resolved
     file = load_file(config_file) if config_file else {}
     recorded: dict = {}
     if header:
-        qes_names = {f.name for f in fields(QESConfig)}
-        recorded = {k: v for k, v in header.get("config", {}).items() if k in qes_names}
+        keep = set(header.get("config", {})) | {f.name for f in fields(QESConfig) if "absent" in f.metadata}
+        # what the run ran with: its recorded fields, and a field it predates at its "absent" value
+        recorded = {k: v for k, v in asdict(QESConfig.from_header(header)).items() if k in keep}
         recorded["task"] = header.get("task")
         recorded["task_opt"] = dict(header.get("task_options") or {})
     defaults = {**{f.name: f.default for f in fields(QESConfig)}, **asdict(RunOptions())}  # alpha None: derived
