@@ -50,7 +50,7 @@ class QESConfig:
     prompts: int = field(default=12, metadata={"help": "training prompts per member per step"})
     sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (the same relative step on every type)"})
     alpha: float | None = field(default=None, metadata={"resume": True, "kind": float, "help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that); default 0.25 x sigma x pairs (0.02 at the default sigma and pairs): a hit moves a code a quarter step whatever --pairs and --sigma are"})
-    alpha_decay: int = field(default=ALPHA_DECAY, metadata={"resume": True, "metavar": "T", "absent": 0, "help": f"step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T); 0: constant. Default {ALPHA_DECAY}. Each step's alpha is logged, so export and resume replay it exactly"})
+    alpha_decay: int = field(default=ALPHA_DECAY, metadata={"resume": True, "metavar": "T", "absent": 0, "help": "step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T), so what the first steps won is kept; 0: a constant step size. Each step's alpha is logged, so export and resume replay it exactly"})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
     window: int = field(default=50, metadata={"help": "replay window K (steps)"})
