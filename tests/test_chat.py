@@ -82,6 +82,13 @@ def test_compare_prints_both_columns_and_json(toy):
         run("compare", base, run_dir, *task, "--json", "--samples", "4").stdout)["samples"])
     assert ch["reward_up"] + ch["reward_down"] <= ch["changed"] <= 4
     assert any(line.startswith(f"answers changed on {ch['changed']} of 4 prompts") for line in lines)
+    every = json.loads(run("compare", base, run_dir, *task, "--json", "--samples", "4").stdout)["samples"]
+    for side in ("base", "adapted"):  # the answer given most often, said when it is half or more
+        answers = [s[side] for s in every]
+        same = ch["most_common"][side]
+        assert same["count"] == max(answers.count(a) for a in answers) == answers.count(same["answer"])
+        said = f"the {side} model gives the same answer to {same['count']} of 4 prompts: {same['answer']!r}"
+        assert (said in lines) == (same["count"] >= 2)
     only = json.loads(run("compare", base, run_dir, *task, "--json", "--samples", "4", "--changed").stdout)
     assert len(only["samples"]) == ch["changed"]
     assert all(s["base"] != s["adapted"] and {"base_reward", "adapted_reward"} <= set(s) for s in only["samples"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 
 from edgees.commands import add_run_options, given, positive_int
 
@@ -108,6 +109,11 @@ def run(args) -> int:
     if "reward_up" in changes:
         line += f": the task's reward rose on {changes['reward_up']} and fell on {changes['reward_down']}"
     print(line)
+    for side in ("base", "adapted"):
+        same = changes["most_common"][side]
+        if same["count"] > 1 and 2 * same["count"] >= len(examples):
+            print(f"the {side} model gives the same answer to {same['count']} of {len(examples)} prompts: "
+                  f"{same['answer']!r}")
     for i, s in enumerate(samples, 1):
         print(f"\n[{i}] {_prompt_text(s['prompt'])[:100]}")
         tag = {side: f"  (reward {s[side + '_reward']:.2f})" if side + "_reward" in s else ""
@@ -125,11 +131,19 @@ def _rewards(task, examples, base_c, adapted_c):
 
 
 def _changes(rows: list[dict]) -> dict:
-    out = {"changed": sum(r["base"] != r["adapted"] for r in rows)}
+    out = {"changed": sum(r["base"] != r["adapted"] for r in rows),
+           "most_common": {side: _most_common([r[side] for r in rows]) for side in ("base", "adapted")}}
     if rows and "base_reward" in rows[0]:
         out["reward_up"] = sum(r["adapted_reward"] > r["base_reward"] for r in rows)
         out["reward_down"] = sum(r["adapted_reward"] < r["base_reward"] for r in rows)
     return out
+
+
+def _most_common(answers: list[str]) -> dict:
+    """The answer a model gave most often and to how many prompts: a model that gives one answer to
+    most prompts has stopped reading them, whatever its metrics say (a classifier that learned one label)."""
+    answer, count = Counter(answers).most_common(1)[0] if answers else ("", 0)
+    return {"answer": answer, "count": count}
 
 
 def _fmt(v) -> str:
