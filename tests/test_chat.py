@@ -78,11 +78,10 @@ def test_compare_prints_both_columns_and_json(toy):
     assert sum(line.startswith("  base:") for line in lines) == 2
     assert sum(line.startswith("  adapted:") for line in lines) == 2
     ch = res["changes"]
-    assert ch["changed"] == sum(s["base"] != s["adapted"] for s in json.loads(
-        run("compare", base, run_dir, *task, "--json", "--samples", "4").stdout)["samples"])
+    every = json.loads(run("compare", base, run_dir, *task, "--json", "--samples", "4").stdout)["samples"]
+    assert ch["changed"] == sum(s["base"] != s["adapted"] for s in every)
     assert ch["reward_up"] + ch["reward_down"] <= ch["changed"] <= 4
     assert any(line.startswith(f"answers changed on {ch['changed']} of 4 prompts") for line in lines)
-    every = json.loads(run("compare", base, run_dir, *task, "--json", "--samples", "4").stdout)["samples"]
     for side in ("base", "adapted"):  # the answer given most often, said when it is half or more
         answers = [s[side] for s in every]
         same = ch["most_common"][side]

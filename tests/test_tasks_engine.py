@@ -114,13 +114,12 @@ def test_eval_runs_calibrations_second_turn(tiny_models):
     once, so every completion lacked its verdict and verdict_rate read 0): each completion carries
     the verdict reply, and the metrics are the task's metrics of those completions."""
     from edgees.tasks.calibration import SEP
-    out = _eval_cli(tiny_models["Q4_K"], "calibration", "verdict_tokens=2")
-    assert out.returncode == 0, out.stderr[-800:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     cmd = [sys.executable, "-m", "edgees.cli", "eval", str(tiny_models["Q4_K"]), "--task", "calibration",
            "--task-opt", "verdict_tokens=2", "--n", "3", "--json", "--threads", "1", "--samples", "3"]
-    samples = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout)["samples"]
-    completions = [s["completion"] for s in samples]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-800:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    completions = [s["completion"] for s in result["samples"]]
     assert all(SEP in c for c in completions)
     task = get_task("calibration", verdict_tokens=2)
     want = task.metrics(task.split(n_heldout=3)[1], completions)
