@@ -46,6 +46,7 @@ def test_triage_files_are_valid_tasks():
     assert {e.fields["answer"] for e in heldout} == labels
     for label in labels:  # 5 held out per label
         assert sum(e.fields["answer"] == label for e in heldout) == 5
+    assert set(jsonl.labels) == labels and jsonl.primary == "macro_f1"  # a classification: collapse shows
     py = get_task(f"python:{TRIAGE / 'triage.py'}:triage", data=str(TRIAGE / "support.jsonl"))
     assert [len(s) for s in py.split()] == [64, 20]
 

@@ -93,3 +93,71 @@ def test_jsonl_missing_file(tmp_path):
     (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(TaskError, match="not UTF-8"):
         get_task(f"jsonl:{tmp_path / 'bin.jsonl'}")
+
+
+# ---- label files: macro F1 -----------------------------------------------------------------------
+
+LABELS = ["billing", "bug", "account", "feature request"]
+
+
+def _label_file(tmp_path, n_per_label=6, labels=LABELS):
+    lines = [{"prompt": f"message {i} about {label}", "answer": label, "split": "heldout" if i < 2 else "train"}
+             for label in labels for i in range(n_per_label)]
+    return write(tmp_path / "labels.jsonl", lines)
+
+
+def test_a_label_file_leads_with_macro_f1_and_a_one_label_answer_scores_low_on_it(tmp_path):
+    task = get_task(f"jsonl:{_label_file(tmp_path)}")
+    assert task.labels == sorted(LABELS) and task.primary == "macro_f1"
+    _, heldout = task.split()
+    golds = [e.fields["answer"] for e in heldout]
+    assert sorted(set(golds)) == sorted(LABELS) and len(golds) == 8
+
+    perfect = task.metrics(heldout, golds)
+    assert perfect["macro_f1"] == perfect["strict"] == 1.0 and task.primary_metric(perfect) == "macro_f1"
+    one_label = task.metrics(heldout, ["feature request"] * len(heldout))
+    # strict counts the label's share (2 of 8); F1: that label 2/(2+6) recall 1 -> 0.4, the others 0
+    assert one_label["strict"] == 0.25 and one_label["macro_f1"] == pytest.approx(0.4 / 4)
+    # a classifier as often right, its errors spread over the labels: macro F1 near its accuracy
+    spread = [g if i % 4 == 0 else LABELS[(LABELS.index(g) + 1) % 4] for i, g in enumerate(golds)]
+    m = task.metrics(heldout, spread)
+    assert m["strict"] == 0.25 and m["macro_f1"] > one_label["macro_f1"]
+    # an answer in a sentence is no label for F1 (strict does not count it either)
+    assert task.metrics(heldout, [f"The label is {g}." for g in golds])["macro_f1"] == 0.0
+    assert list(task.leading(one_label))[0] == "macro_f1"
+
+
+@pytest.mark.parametrize("lines, options", [
+    ([{"prompt": f"q{i}", "answer": str(i)} for i in range(30)], {}),                     # answers, not labels
+    ([{"prompt": f"q{i}", "answer": "yes" if i % 2 else "no"} for i in range(5)], {}),  # too few a label
+    ([{"prompt": f"q{i}", "answer": str(i % 2)} for i in range(30)], {"match": "numeric"}),
+    ([{"prompt": f"q{i}", "answer": ["yes", "y"] if i % 2 else "no"} for i in range(30)], {}),  # lists
+    ([{"prompt": f"q{i}", "answer": "yes"} for i in range(30)], {}),                         # one answer
+])
+def test_files_that_are_not_a_small_label_set_keep_strict_as_their_primary_metric(tmp_path, lines, options):
+    for i, line in enumerate(lines):
+        line["split"] = "heldout" if i % 3 == 0 else "train"
+    task = get_task(f"jsonl:{write(tmp_path / 'd.jsonl', lines)}", **options)
+    assert task.labels is None and task.primary == "strict"
+    _, heldout = task.split()
+    assert "macro_f1" not in task.metrics(heldout, ["1"] * len(heldout))
+
+
+def test_a_file_that_grows_into_a_label_set_switches_its_primary_metric_on_refresh(tmp_path):
+    path = _label_file(tmp_path, n_per_label=2)  # 8 lines, 4 labels: 2 a label, below the 3 it takes
+    task = get_task(f"jsonl:{path}")
+    assert task.primary == "strict"
+    with open(path, "a") as f:
+        for label in LABELS:
+            f.write(json.dumps({"prompt": f"more about {label}", "answer": label, "split": "train"}) + "\n")
+    assert task.refresh() and task.primary == "macro_f1"
+
+
+def test_tasks_show_names_the_primary_metric_and_the_labels(tmp_path, capsys):
+    from edgees import cli
+    path = _label_file(tmp_path)
+    assert cli.main(["tasks", "show", f"jsonl:{path}", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["primary_metric"] == "macro_f1" and info["labels"] == sorted(LABELS)
+    assert cli.main(["tasks", "show", f"jsonl:{path}"]) == 0
+    assert "primary metric macro_f1" in capsys.readouterr().out

@@ -43,12 +43,15 @@ def run_show(args) -> int:
     train, heldout = task.split(None, None)
     shown = [{"prompt": e.prompt, "fields": e.fields} for e in heldout[: max(0, args.n)]]
     info = {"task": task.name, "chat": task.chat, "max_tokens": task.max_tokens, "stop": task.stop,
-            "n_train": len(train), "n_heldout": len(heldout), "heldout_examples": shown}
+            "n_train": len(train), "n_heldout": len(heldout), "primary_metric": task.primary,
+            "labels": getattr(task, "labels", None), "heldout_examples": shown}
     if args.json:
         print(json.dumps(info, indent=1, default=str))
         return 0
     print(f"{task.name}: {len(train)} train, {len(heldout)} held-out; chat={task.chat} "
-          f"max_tokens={task.max_tokens} stop={task.stop!r}")
+          f"max_tokens={task.max_tokens} stop={task.stop!r}; primary metric {task.primary}")
+    if info["labels"]:
+        print(f"  a classification: {len(info['labels'])} labels ({', '.join(info['labels'])})")
     for ex in shown:
         prompt = ex["prompt"] if isinstance(ex["prompt"], str) else ex["prompt"][-1]["content"]
         print(f"  {prompt!r}  {json.dumps(ex['fields'], default=str)}")

@@ -25,6 +25,12 @@ Matching (option match=):
            edge punctuation, or the answer appears as whole words in the completion
   numeric  strict: the completion is just the number; lenient: its last number equals the answer
   regex    the answer is a Python regex; strict: fullmatch of the trimmed completion; lenient: search
+Labels: when the answers are a small set of labels (match=exact, one string an answer, 2 to
+MAX_LABELS distinct answers, each used MIN_PER_LABEL times on average over the file), the task is a
+classification and the held-out metrics add `macro_f1`, the F1 score per label of the strict answers,
+averaged over the labels: the primary metric. A model that gives one label to everything scores its
+label's share on strict (0.25 of four balanced labels) but 2/(K+1)/K on macro_f1 (0.1), so a collapse
+after a better version fails the publish gate and loses the best-step pick.
 Reward: 1.0 strict, 0.5 lenient; otherwise a small shaping term so ES has a slope: exact 0.25 x
 character similarity (difflib ratio), numeric 0.2 if the number appears at all plus 0.1 x closeness of
 the last number, regex 0. reward=likelihood trains on the log-likelihood of the (first) reference
@@ -278,8 +284,38 @@ def best_match(mode, completion, answer) -> tuple[bool, bool, float]:
     return max((match(mode, completion, a) for a in answers), key=lambda t: (t[0], t[1], t[2]))
 
 
+MAX_LABELS = 20     # more distinct answers than this: answers, not labels
+MIN_PER_LABEL = 3   # fewer lines a distinct answer on average: answers that happen to repeat
+
+
+def label_set(records: Sequence[Record], match_mode: str) -> list[str] | None:
+    """The labels of a classification file (see module doc), normalised as strict matching compares
+    them, in sorted order; None when the answers are not a small label set."""
+    if match_mode != "exact" or not records or any(not isinstance(r.answer, str) for r in records):
+        return None
+    labels = sorted({_norm(r.answer) for r in records})
+    if not 2 <= len(labels) <= MAX_LABELS or len(records) < MIN_PER_LABEL * len(labels):
+        return None
+    return labels
+
+
+def macro_f1(golds: Sequence[str], predictions: Sequence[str | None]) -> float:
+    """F1 per label averaged over the labels that occur as a gold answer or a prediction (None: the
+    completion is no label). A label's F1 is 2tp / (2tp + fp + fn): a label predicted for everything
+    has full recall and poor precision, and every label never predicted scores 0."""
+    labels = sorted(set(golds) | {p for p in predictions if p is not None})
+    if not labels:
+        return float("nan")
+    scores = []
+    for label in labels:
+        tp = sum(g == label and p == label for g, p in zip(golds, predictions))
+        wrong = sum((g == label) != (p == label) for g, p in zip(golds, predictions))  # fp + fn
+        scores.append(2 * tp / (2 * tp + wrong))
+    return mean(scores)
+
+
 class JsonlTask(FileBacked, Task):
-    primary = "strict"  # the user wrote the answers: their exact form is the target
+    primary = "strict"  # the user wrote the answers: their exact form is the target (a label file: macro_f1)
     description = "your data: one JSON object per line (prompt/answer, messages, mlx-lm keys); option match=exact|numeric|regex"
     default_heldout = None  # all held-out lines
 
@@ -306,6 +342,8 @@ class JsonlTask(FileBacked, Task):
             for a in (r.answer if isinstance(r.answer, list) else [r.answer]):
                 self._check_answer(r.line, a)
         self.chat = any(isinstance(r.prompt, list) for r in records)
+        self.labels = label_set(records, self.match)
+        self.primary = "macro_f1" if self.labels else "strict"
         return records
 
     def _check_answer(self, line, answer):
@@ -342,5 +380,10 @@ class JsonlTask(FileBacked, Task):
 
     def metrics(self, examples, completions) -> dict[str, float]:
         m = self._matches(examples, completions)
-        return {"strict": mean([float(s) for s, _, _ in m]), "lenient": mean([float(l) for _, l, _ in m]),
-                "reward": mean(self.rewards(examples, completions))}
+        out = {"strict": mean([float(s) for s, _, _ in m]), "lenient": mean([float(l) for _, l, _ in m]),
+               "reward": mean(self.rewards(examples, completions))}
+        if self.labels and examples:
+            labels = set(self.labels)
+            predictions = [_norm(c) if _norm(c) in labels else None for c in completions]
+            out = {"macro_f1": macro_f1([_norm(e.fields["answer"]) for e in examples], predictions), **out}
+        return out
