@@ -59,6 +59,19 @@ def test_recommend_takes_the_largest_sigma_near_the_base_with_wide_spread():
     assert sigma == 0.02 and not no_signal and "--sigma 0.02" in advice
 
 
+def test_recommend_stops_at_twice_the_smallest_sigma_at_which_pairs_differ():
+    base = 0.15
+    # every sigma keeps the mean near the base and every pair differs (a jumpy generated reward)
+    rows = [summarize(s, base, [0.18, 0.12, 0.20, 0.10], [0.12, 0.18, 0.10, 0.20]) for s in (0.005, 0.01, 0.02, 0.04)]
+    assert all(r["near_base"] and r["wide"] for r in rows)
+    sigma, _, advice = recommend(base, rows, "generate")
+    assert sigma == 0.01 and "0.02, 0.04 also keep the mean near the base" in advice
+    assert "largest tried" not in advice
+    # the pairs differ only from 0.02 on: the cap is 0.04
+    quiet = [summarize(s, base, [base] * 4, [base] * 4) for s in (0.005, 0.01)] + rows[2:]
+    assert recommend(base, quiet, "generate")[0] == 0.04
+
+
 def test_recommend_largest_tried_suggests_larger_within_range():
     rows = [summarize(2.0, 0.5, [0.6], [0.4])]
     sigma, _, advice = recommend(0.5, rows, "generate")

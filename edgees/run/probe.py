@@ -14,7 +14,10 @@ best-of-k curve for k = 1, 2, 4, ..., N (members in evaluation order +s_0, -s_0,
 The recommendation, one rule (RULE below): the largest sigma at which
   near: the members' mean reward is at most NEAR x their std below the base (the perturbation costs
         less on average than it spreads the members), and
-  wide: at least WIDE of the antithetic pairs score differently (r(+s_j) != r(-s_j)).
+  wide: at least WIDE of the antithetic pairs score differently (r(+s_j) != r(-s_j)),
+  capped at CAP x the smallest wide sigma: once the pairs differ, a larger sigma adds no signal to a
+  step but moves more codes with it (on a generated reward, the larger steps find the reward's
+  cheapest gain instead of the task: docs/results/probe.md).
 No signal: the base and every member at every sigma score the same number (e.g. a 0/1 reward the
 base never reaches); the advice then says what to change. Nothing here prints.
 """
@@ -37,8 +40,10 @@ from edgees.run.trainer import _mean_reward, evaluate_members
 DEFAULT_SIGMAS = (0.005, 0.01, 0.02, 0.04)
 NEAR = 0.5  # the mean may fall at most half the members' std below the base
 WIDE = 0.5  # at least half of the antithetic pairs must score differently
+CAP = 2.0   # at most this many times the smallest sigma at which the pairs differ (see module doc)
 RULE = (f"the largest sigma at which the members' mean reward is at most {NEAR:g} x their std below the "
-        f"base, and at least {WIDE:.0%} of the antithetic pairs score differently")
+        f"base, and at least {WIDE:.0%} of the antithetic pairs score differently, up to {CAP:g} x the "
+        "smallest sigma at which they differ that often")
 SIGMA_RANGE = (0.0, 4.0)  # finetune's --sigma range: (0, 4] code steps
 
 Progress = Callable[[int, int, "float | None"], None]  # (done, total, sigma or None for the base)
@@ -96,10 +101,17 @@ def recommend(base: float, rows: list[dict], reward_mode: str) -> tuple[float | 
         return None, True, (f"no signal: the base and every member at every sigma scored exactly {base:.4g}, "
                             f"so ES has nothing to compare; {fix}")
     if good:
-        best = max(good, key=lambda r: r["sigma"])
+        cap = CAP * min(r["sigma"] for r in rows if r["wide"])
+        best = max((r for r in good if r["sigma"] <= cap), key=lambda r: r["sigma"], default=None)
+        if best is None:  # the pairs differ first at a sigma that moves the mean too far; a larger one passes
+            best = min(good, key=lambda r: r["sigma"])
         advice = f"use --sigma {best['sigma']:g} ({RULE})"
+        above = [f"{r['sigma']:g}" for r in good if r["sigma"] > best["sigma"]]
         larger = [f"{k * best['sigma']:g}" for k in (2, 4) if k * best["sigma"] <= SIGMA_RANGE[1]]
-        if best["sigma"] == max(r["sigma"] for r in rows) and larger:
+        if above:
+            advice += (f"; {', '.join(above)} also keep the mean near the base, but the pairs already differ "
+                       "at smaller steps, and a larger sigma moves more codes a step for no more signal")
+        elif best["sigma"] == max(r["sigma"] for r in rows) and best["sigma"] < cap and larger:
             advice += f"; it is the largest tried, a larger one may do too: probe --sigmas {','.join(larger)}"
         return best["sigma"], False, advice
     if any(r["wide"] for r in rows):
