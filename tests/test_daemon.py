@@ -450,6 +450,19 @@ def test_submit_model_form_and_job_file_errors(env):
     assert p.returncode == 3 and "no edgees daemon is running" in p.stderr
 
 
+def test_a_job_resumes_a_run_that_predates_a_field_with_the_value_it_ran_with():
+    from edgees.daemon.jobs import resume_config
+    from edgees.qes.algorithm import ALPHA_DECAY
+    job = parse_job(job_toml("m", 5), Path("j.toml"))
+    assert job.cfg.alpha_decay == ALPHA_DECAY != 0 and "alpha_decay" not in job.config_keys
+    recorded = {k: getattr(job.cfg, k) for k in ("pairs", "prompts", "sigma", "alpha", "window")}
+    before = resume_config(job, {"config": recorded})  # a run made before alpha_decay existed
+    assert before.alpha_decay == 0 and before.sigma == job.cfg.sigma
+    assert resume_config(job, {"config": {**recorded, "alpha_decay": ALPHA_DECAY}}) == job.cfg  # a new run
+    told = parse_job(job_toml("m", 5).replace("eval_n = 2", "eval_n = 2\nalpha_decay = 30"), Path("j.toml"))
+    assert resume_config(told, {"config": recorded}).alpha_decay == 30  # the file says: it wins
+
+
 def test_daily_budget_counts_per_local_day(tmp_path):
     from edgees.daemon.budget import FILE, DailyBudget
     from edgees.daemon.jobs import FOREVER

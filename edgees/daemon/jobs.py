@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from edgees.errors import EdgeesError
@@ -82,6 +82,7 @@ class Job:
     publish: Publish | None = None
     minutes: float | None = None  # [budget] minutes: wall time a day (daemon/budget.py)
     path: Path | None = None  # the file it came from
+    config_keys: frozenset = frozenset()  # the [config] keys the file sets (resume_config)
 
     @property
     def steps(self) -> int:
@@ -172,7 +173,19 @@ def parse_job(text: str, path: Path | None = None, default_name: str | None = No
     return Job(name=name, model=top["model"], task=top["task"], cfg=cfg, workdir=workdir,
                task_opt={k.replace("-", "_"): v for k, v in task_opt.items()},
                threads=top.get("threads", 1), batch=top.get("batch", 32), publish=publish, minutes=minutes,
-               path=path)
+               path=path, config_keys=frozenset(config))
+
+
+def resume_config(job: Job, header: dict) -> QESConfig:
+    """The config a job resumes its run with: the file's, except that a field the run predates (its
+    run.json does not record it) and the file does not set keeps the value the run ran with (the
+    field's "absent" metadata: alpha_decay 0), as `finetune --resume` does; a new default never
+    changes a running job's course unless its file asks for it."""
+    recorded = header.get("config", {})
+    ran_with = QESConfig.from_header(header)
+    keep = {f.name: getattr(ran_with, f.name) for f in fields(QESConfig)
+            if "absent" in f.metadata and f.name not in recorded and f.name not in job.config_keys}
+    return replace(job.cfg, **keep) if keep else job.cfg
 
 
 def read_job(path: Path) -> Job:

@@ -24,12 +24,12 @@ from pathlib import Path
 
 from edgees.errors import EdgeesError
 from edgees.daemon.budget import DailyBudget
-from edgees.daemon.jobs import Job, JobError, read_job
+from edgees.daemon.jobs import Job, JobError, read_job, resume_config
 from edgees.daemon.paths import jobs_dir, runs_dir
 from edgees.daemon.policy import Policy
 from edgees.daemon.publish import publish
 from edgees.run.events import TrainerEvents
-from edgees.run.log import read_steps
+from edgees.run.log import RunDir, read_steps
 
 log = logging.getLogger("edgees.daemon")
 IDLE_POLL = 2.0  # seconds between looks at the jobs dir when there is nothing to run
@@ -335,7 +335,8 @@ class Runner:
         resume = (run_path / "run.json").exists()
         log.info("job %s: opening %s (%s)", job.name, model, "resuming" if resume else "new run")
         events = JobEvents(st)
-        trainer = Trainer(model, task, job.task, run_path, job.cfg, resume=resume, task_options=job.task_opt,
+        cfg = resume_config(job, RunDir(run_path).read_header()) if resume else job.cfg
+        trainer = Trainer(model, task, job.task, run_path, cfg, resume=resume, task_options=job.task_opt,
                           events=events, threads=job.threads, model_name=store_name(job.model),
                           engine_factory=lambda p: Engine(p, n_threads=job.threads, n_seq=job.batch,
                                                           max_tokens=task.max_tokens))
