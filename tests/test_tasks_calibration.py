@@ -63,3 +63,33 @@ def test_d_prime_is_zero_when_the_rates_are_equal():
     ex = [task.example(45, 33)]
     m = task.metrics(ex * 4, [join("78", "No")] + [join("1", "No")] * 3)
     assert m["yes_rate"] == 0.0 and m["d_prime"] == 0.0
+
+
+def test_p_yes_travels_in_the_completion_and_gives_auroc():
+    from edgees.tasks.calibration import auroc, join, p_yes_of, unjoin
+    c = join("78", "No", 0.25)
+    assert c == "78\n[confidence] No [p_yes 0.2500]" and unjoin(c) == ("78", "No") and p_yes_of(c) == 0.25
+    assert p_yes_of(join("78", "No")) is None and p_yes_of("78") is None
+    task = get_task("calibration")
+    ex = [task.example(45, 33)]
+    # greedy says No to all four, but P(Yes) ranks the right answers above the wrong ones but one
+    comps = [join("78", "No", 0.4), join("78", "No", 0.3), join("1", "No", 0.35), join("1", "No", 0.1)]
+    m = task.metrics(ex * 4, comps)
+    assert m["d_prime"] == 0.0 and m["yes_rate"] == 0.0  # the verdicts separate nothing
+    assert m["auroc"] == 0.75 and m["p_yes_right"] == pytest.approx(0.35) and m["p_yes_wrong"] == pytest.approx(0.225)
+    assert task.rewards(ex * 4, comps) == task.rewards(ex * 4, [join(*unjoin(c)) for c in comps])  # reward: verdicts
+    assert auroc([0.5], [0.5]) == 0.5 and math.isnan(auroc([], [0.1]))
+    assert "auroc" not in task.metrics(ex, [join("78", "No")])  # completions without P(Yes)
+
+
+def test_training_rewards_skip_the_confidence_scores():
+    task = get_task("calibration")
+    _, heldout = task.split(n_heldout=4)
+    engine = FakeEngine(lambda p: "12" if len(p) == 1 else "Yes")
+    scored = []
+    engine.score = lambda prompts, targets: scored.append(targets) or [-1.0 if t == "Yes" else -2.0 for t in targets]
+    rewards, metrics, comps = task.evaluate(engine, heldout)
+    assert scored == [["Yes"] * 4, ["No"] * 4]  # the held-out path reads P(Yes): 1 / (1 + e^-1)
+    assert all(c.endswith("[p_yes 0.7311]") for c in comps) and metrics["p_yes_wrong"] == pytest.approx(0.7311)
+    scored.clear()
+    assert task.train_rewards(engine, heldout) == rewards and scored == []

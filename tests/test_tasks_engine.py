@@ -126,3 +126,4 @@ def test_eval_runs_calibrations_second_turn(tiny_models):
     assert {k: v for k, v in result["metrics"].items() if not math.isnan(v)} == \
         {k: v for k, v in want.items() if not math.isnan(v)}
     assert result["generated_tokens"] > 0
+    assert 0.0 <= result["metrics"]["p_yes_right" if result["metrics"]["accuracy"] else "p_yes_wrong"] <= 1.0

@@ -5,8 +5,12 @@ Two chat turns per example, on the arithmetic task's prompts and split:
   2. (answer as the assistant turn) "Are you confident your answer is correct? Answer Yes or No."
                                                               -> Yes / No
 The first "yes" or "no" word of the second reply (any case) is the verdict; neither counts as no
-verdict. `complete` runs both turns (for evaluate and `edgees eval` alike); the completion it returns (and `rewards`/`metrics` take) is the
-two replies joined by SEP (`join(answer, verdict)`), so rewards stay a pure function of text.
+verdict. `complete` runs both turns (for evaluate and `edgees eval` alike) and reads the model's
+confidence: P(Yes) = the probability of replying "Yes" rather than "No" to the second turn (two
+teacher-forced scores, softmax over the pair), a number even when greedy decoding always says No.
+The completion it returns (and `rewards`/`metrics` take) is the two replies and that probability
+joined (`join(answer, verdict, p_yes)`), so rewards and metrics stay a pure function of text.
+Training rewards (`train_rewards`) run the two turns without the scores: the reward uses the verdict.
 
 Correct means lenient-correct (the answer's last number is the sum). Reward, in [0, 1]:
   0.5 * arithmetic's shaped reward of the answer       (1 strict, ~0.5-0.6 lenient, ...)
@@ -15,7 +19,10 @@ Metrics: accuracy, strict, p_yes_correct = P(Yes | correct), p_yes_wrong = P(Yes
 d_prime = z(P(Yes|correct)) - z(P(Yes|wrong)) with each rate clipped to [0.5/n, 1 - 0.5/n]
 (n = the examples in that condition) before the inverse normal; 0 when the two rates are equal
 (a model that never says Yes separates nothing); NaN where a condition is empty.
-Also yes_rate, verdict_rate and reward.
+Also yes_rate, verdict_rate and reward. When the completions carry P(Yes): auroc, the chance that a
+right answer gets a higher P(Yes) than a wrong one (ties count half: 0.5 separates nothing, 1 is
+perfect; the overlap of the two confidence distributions), and p_yes_right / p_yes_wrong, the mean
+P(Yes) after right and after wrong answers.
 """
 
 from __future__ import annotations
@@ -30,16 +37,41 @@ from edgees.tasks.base import Example, check_lengths, mean
 
 CONFIDENCE = "Are you confident your answer is correct? Answer Yes or No."
 SEP = "\n[confidence] "
+P_YES = " [p_yes "  # join(answer, verdict, p): "...[confidence] No [p_yes 0.1234]"
 _VERDICT = re.compile(r"\b(yes|no)\b", re.I)
 
 
-def join(answer: str, verdict: str) -> str:
-    return f"{answer}{SEP}{verdict}"
+def join(answer: str, verdict: str, p_yes: float | None = None) -> str:
+    return f"{answer}{SEP}{verdict}" + ("" if p_yes is None else f"{P_YES}{p_yes:.4f}]")
 
 
 def unjoin(completion: str) -> tuple[str, str]:
     answer, _, verdict = completion.rpartition(SEP)
-    return (answer, verdict) if _ else (completion, "")
+    return (answer, split_p_yes(verdict)[0]) if _ else (completion, "")
+
+
+def split_p_yes(reply: str) -> tuple[str, float | None]:
+    """(the verdict reply, the P(Yes) join() appended to it, or None)."""
+    head, sep, tail = reply.rpartition(P_YES)
+    if sep and tail.endswith("]"):
+        try:
+            return head, float(tail[:-1])
+        except ValueError:
+            pass
+    return reply, None
+
+
+def p_yes_of(completion: str) -> float | None:
+    _, sep, reply = completion.rpartition(SEP)
+    return split_p_yes(reply)[1] if sep else None
+
+
+def auroc(right: Sequence[float], wrong: Sequence[float]) -> float:
+    """P(a right answer's confidence > a wrong one's), ties half; NaN when a side is empty."""
+    if not right or not wrong:
+        return float("nan")
+    wins = sum((r > w) + 0.5 * (r == w) for r in right for w in wrong)
+    return wins / (len(right) * len(wrong))
 
 
 def verdict(reply: str) -> bool | None:
@@ -75,13 +107,23 @@ class Calibration(Arithmetic):
         return list(example.prompt) + [{"role": "assistant", "content": answer.strip()},
                                        {"role": "user", "content": CONFIDENCE}]
 
-    def complete(self, engine, examples: Sequence[Example]) -> list[str]:
-        examples = list(examples)
+    def _two_turns(self, engine, examples: list[Example]) -> tuple[list[str], list[str], list[list[dict]]]:
         answers = super().complete(engine, examples)
-        verdicts = list(engine.generate([self.second_turn(e, a) for e, a in zip(examples, answers)],
-                                        max_tokens=self.verdict_tokens, stop=list(self.verdict_stop)))
+        turns = [self.second_turn(e, a) for e, a in zip(examples, answers)]
+        verdicts = list(engine.generate(turns, max_tokens=self.verdict_tokens, stop=list(self.verdict_stop)))
         check_lengths(self.name, examples, verdicts)
-        return [join(a, v) for a, v in zip(answers, verdicts)]
+        return answers, verdicts, turns
+
+    def complete(self, engine, examples: Sequence[Example]) -> list[str]:
+        answers, verdicts, turns = self._two_turns(engine, list(examples))
+        yes, no = engine.score(turns, ["Yes"] * len(turns)), engine.score(turns, ["No"] * len(turns))
+        p_yes = [1.0 / (1.0 + math.exp(min(700.0, n - y))) for y, n in zip(yes, no)]
+        return [join(a, v, p) for a, v, p in zip(answers, verdicts, p_yes)]
+
+    def train_rewards(self, engine, examples: Sequence[Example]) -> list[float]:
+        examples = list(examples)
+        answers, verdicts, _ = self._two_turns(engine, examples)  # the reward reads the verdict, not P(Yes)
+        return self.rewards(examples, [join(a, v) for a, v in zip(answers, verdicts)])
 
     def rewards(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
         check_lengths(self.name, examples, completions)
@@ -102,6 +144,12 @@ class Calibration(Arithmetic):
         yes_c = [s is True for s, ok in zip(says, correct) if ok]
         yes_w = [s is True for s, ok in zip(says, correct) if not ok]
         p_c, p_w = mean([float(x) for x in yes_c]), mean([float(x) for x in yes_w])
+        confidence = [p_yes_of(c) for c in completions]
+        scored = {}
+        if completions and all(p is not None for p in confidence):
+            right = [p for p, ok in zip(confidence, correct) if ok]
+            wrong = [p for p, ok in zip(confidence, correct) if not ok]
+            scored = {"auroc": auroc(right, wrong), "p_yes_right": mean(right), "p_yes_wrong": mean(wrong)}
         return {
             "accuracy": mean([float(x) for x in correct]),
             "strict": mean([float(strict_correct(a, e.fields["answer"])) for e, (a, _) in zip(examples, parts)]),
@@ -112,4 +160,5 @@ class Calibration(Arithmetic):
             "yes_rate": mean([float(s is True) for s in says]),
             "verdict_rate": mean([float(s is not None) for s in says]),
             "reward": mean(self.rewards(examples, completions)),
+            **scored,
         }
