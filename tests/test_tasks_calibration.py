@@ -93,3 +93,24 @@ def test_training_rewards_skip_the_confidence_scores():
     assert all(c.endswith("[p_yes 0.7311]") for c in comps) and metrics["p_yes_wrong"] == pytest.approx(0.7311)
     scored.clear()
     assert task.train_rewards(engine, heldout) == rewards and scored == []
+
+
+def test_reward_confidence_pays_the_probability_of_the_right_verdict():
+    from edgees.errors import TaskError
+    from edgees.tasks.calibration import join
+    task = get_task("calibration", reward="confidence")
+    ex = [task.example(45, 33)]
+    assert task.rewards(ex, [join("78", "No", 0.8)])[0] == pytest.approx(0.5 + 0.5 * 0.8)  # right: P(Yes)
+    assert task.rewards(ex, [join("1", "Yes", 0.8)])[0] == pytest.approx(
+        get_task("calibration").rewards(ex, [join("1", "No")])[0] - 0.5 * 0.8)  # wrong: 1 - P(Yes)
+    assert task.rewards(ex, [join("78", "Yes")]) == get_task("calibration").rewards(ex, [join("78", "Yes")])
+    engine = FakeEngine(lambda p: "78" if len(p) == 1 else "No")
+    engine.score = lambda prompts, targets: [-1.0 if t == "Yes" else -2.0 for t in targets]
+    _, heldout = task.split(n_heldout=3)
+    rewards = task.train_rewards(engine, heldout)
+    assert len(engine.calls) == 1  # the answers only: no verdict generated
+    p_yes = 1 / (1 + math.exp(-1.0))  # scores -1 (Yes) and -2 (No)
+    assert rewards == task.rewards(heldout, [join("78", "", p_yes)] * 3)
+    assert rewards != get_task("calibration").rewards(heldout, [join("78", "No")] * 3)
+    with pytest.raises(TaskError, match="reward=confidence"):
+        get_task("calibration", reward="likelihood")

@@ -15,6 +15,9 @@ Training rewards (`train_rewards`) run the two turns without the scores: the rew
 Correct means lenient-correct (the answer's last number is the sum). Reward, in [0, 1]:
   0.5 * arithmetic's shaped reward of the answer       (1 strict, ~0.5-0.6 lenient, ...)
 + 0.5 * agreement: 1 if (Yes and correct) or (No and wrong); 0 if they disagree or no verdict
+With option reward=confidence the agreement is the probability of the right verdict instead, P(Yes)
+after a right answer and 1 - P(Yes) after a wrong one: a slope while the greedy verdict is the same
+for every answer (training then scores the two replies and generates no verdict).
 Metrics: accuracy, strict, p_yes_correct = P(Yes | correct), p_yes_wrong = P(Yes | wrong),
 d_prime = z(P(Yes|correct)) - z(P(Yes|wrong)) with each rate clipped to [0.5/n, 1 - 0.5/n]
 (n = the examples in that condition) before the inverse normal; 0 when the two rates are equal
@@ -32,6 +35,7 @@ import re
 from statistics import NormalDist
 from typing import Sequence
 
+from edgees.errors import TaskError
 from edgees.tasks.arithmetic import Arithmetic, lenient_correct, shaped_reward, strict_correct
 from edgees.tasks.base import Example, check_lengths, mean
 
@@ -98,8 +102,14 @@ class Calibration(Arithmetic):
     chat = True
     default_heldout = 40
 
-    def __init__(self, *, max_tokens: int = 16, verdict_tokens: int = 4, heldout_every: int = 5):
+    def __init__(self, *, max_tokens: int = 16, verdict_tokens: int = 4, heldout_every: int = 5,
+                 reward: str = "generate"):
+        if reward not in ("generate", "confidence"):
+            raise TaskError(f"task calibration: unknown reward {reward!r}; use reward=generate (the greedy "
+                            "Yes/No agrees with the answer) or reward=confidence (the probability of the "
+                            "right Yes/No: a slope even while the model always says the same)")
         super().__init__(max_tokens=max_tokens, heldout_every=heldout_every)
+        self.reward_mode = reward
         self.verdict_tokens = int(verdict_tokens)
         self.verdict_stop = ["\n"]
 
@@ -114,14 +124,22 @@ class Calibration(Arithmetic):
         check_lengths(self.name, examples, verdicts)
         return answers, verdicts, turns
 
+    @staticmethod
+    def p_yes(engine, turns: list[list[dict]]) -> list[float]:
+        """P("Yes") / (P("Yes") + P("No")) as the reply to each second turn (two teacher-forced scores)."""
+        yes, no = engine.score(turns, ["Yes"] * len(turns)), engine.score(turns, ["No"] * len(turns))
+        return [1.0 / (1.0 + math.exp(min(700.0, n - y))) for y, n in zip(yes, no)]
+
     def complete(self, engine, examples: Sequence[Example]) -> list[str]:
         answers, verdicts, turns = self._two_turns(engine, list(examples))
-        yes, no = engine.score(turns, ["Yes"] * len(turns)), engine.score(turns, ["No"] * len(turns))
-        p_yes = [1.0 / (1.0 + math.exp(min(700.0, n - y))) for y, n in zip(yes, no)]
-        return [join(a, v, p) for a, v, p in zip(answers, verdicts, p_yes)]
+        return [join(a, v, p) for a, v, p in zip(answers, verdicts, self.p_yes(engine, turns))]
 
     def train_rewards(self, engine, examples: Sequence[Example]) -> list[float]:
         examples = list(examples)
+        if self.reward_mode == "confidence":  # the reward reads P(Yes): no verdict to generate
+            answers = Arithmetic.complete(self, engine, examples)
+            turns = [self.second_turn(e, a) for e, a in zip(examples, answers)]
+            return self.rewards(examples, [join(a, "", p) for a, p in zip(answers, self.p_yes(engine, turns))])
         answers, verdicts, _ = self._two_turns(engine, examples)  # the reward reads the verdict, not P(Yes)
         return self.rewards(examples, [join(a, v) for a, v in zip(answers, verdicts)])
 
@@ -131,9 +149,13 @@ class Calibration(Arithmetic):
         for e, c in zip(examples, completions):
             answer, reply = unjoin(c)
             correct = lenient_correct(answer, e.fields["answer"])
-            says = verdict(reply)
-            agree = says is not None and says == correct
-            out.append(0.5 * shaped_reward(answer, e.fields["answer"]) + 0.5 * float(agree))
+            p = p_yes_of(c) if self.reward_mode == "confidence" else None
+            if p is not None:
+                agree = p if correct else 1.0 - p
+            else:
+                says = verdict(reply)
+                agree = float(says is not None and says == correct)
+            out.append(0.5 * shaped_reward(answer, e.fields["answer"]) + 0.5 * agree)
         return out
 
     def metrics(self, examples, completions) -> dict[str, float]:
