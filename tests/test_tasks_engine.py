@@ -127,3 +127,22 @@ def test_eval_runs_calibrations_second_turn(tiny_models):
         {k: v for k, v in want.items() if not math.isnan(v)}
     assert result["generated_tokens"] > 0
     assert 0.0 <= result["metrics"]["p_yes_right" if result["metrics"]["accuracy"] else "p_yes_wrong"] <= 1.0
+
+
+def test_eval_reports_per_label_counts_for_a_file_of_labels(tiny_models):
+    """A file of labels: eval's JSON leads with macro_f1 and carries the per-label counts of its own
+    completions (they add up to the held-out count and to strict)."""
+    from pathlib import Path
+    data = Path(__file__).resolve().parent.parent / "examples" / "support-triage" / "support.jsonl"
+    cmd = [sys.executable, "-m", "edgees.cli", "eval", str(tiny_models["Q4_K"]), "--task", f"jsonl:{data}",
+           "--task-opt", "max_tokens=4", "--n", "6", "--json", "--threads", "1", "--samples", "6"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-800:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["primary_metric"] == "macro_f1" and list(result["metrics"])[0] == "macro_f1"
+    rows = result["labels"]
+    assert sum(r["n"] for r in rows) == 6 and sum(r["answered"] for r in rows) == 6
+    assert sum(r["right"] for r in rows) == round(result["metrics"]["strict"] * 6)
+    task = get_task(f"jsonl:{data}", max_tokens=4)
+    examples = task.split(n_heldout=6)[1]
+    assert rows == task.label_report(examples, [s["completion"] for s in result["samples"]])

@@ -161,3 +161,17 @@ def test_tasks_show_names_the_primary_metric_and_the_labels(tmp_path, capsys):
     assert info["primary_metric"] == "macro_f1" and info["labels"] == sorted(LABELS)
     assert cli.main(["tasks", "show", f"jsonl:{path}"]) == 0
     assert "primary metric macro_f1" in capsys.readouterr().out
+
+
+def test_the_label_report_counts_right_and_answered_per_label(tmp_path):
+    task = get_task(f"jsonl:{_label_file(tmp_path)}")
+    _, heldout = task.split()
+    golds = [e.fields["answer"] for e in heldout]
+    rows = task.label_report(heldout, ["feature request"] * 6 + ["bug", "I think billing"])
+    by = {r["label"]: r for r in rows}
+    assert [r["label"] for r in rows] == sorted(LABELS) + [None]
+    assert all(by[label]["n"] == golds.count(label) == 2 for label in LABELS)
+    assert by["feature request"]["answered"] == 6 and by["bug"]["answered"] == 1 and by[None]["answered"] == 1
+    assert sum(r["right"] for r in rows) == task.metrics(heldout, ["feature request"] * 6 + ["bug", "I think billing"])["strict"] * 8
+    plain = get_task(f"jsonl:{write(tmp_path / 'q.jsonl', [{'prompt': f'q{i}', 'answer': str(i)} for i in range(20)])}")
+    assert plain.label_report(*(plain.split()[1], ["1"] * len(plain.split()[1]))) is None

@@ -89,6 +89,9 @@ def run(args) -> int:
         "threads": engine.n_threads, "batch": opts.batch, "max_tokens": task.max_tokens,
         "chat_template": engine.chat_template_source,
     }
+    labels = task.label_report(examples, completions)
+    if labels is not None:
+        result["labels"] = labels
     if args.samples:
         result["samples"] = [{"prompt": e.prompt, "completion": c}
                              for e, c in zip(examples[:args.samples], completions)]
@@ -102,6 +105,11 @@ def run(args) -> int:
     print(f"  {len(examples)} prompts in {wall:.1f} s: {generated} generated tokens, "
           f"{result['tokens_per_s']:.0f} tok/s prompt+generated, {result['generated_tokens_per_s']:.1f} "
           f"generated tok/s ({engine.n_threads} threads, batch {opts.batch}; load {load_s:.1f} s)")
+    if "labels" in result:
+        rows = result["labels"]
+        print("  per label, right/held-out (times answered): " + ", ".join(
+            f"{r['label']} {r['right']}/{r['n']} ({r['answered']})" for r in rows[:-1])
+            + f"; not a label: {rows[-1]['answered']}")
     for s in result.get("samples", []):
         print(f"  {json.dumps(s['prompt'])[:80]} -> {s['completion']!r}")
     return 0

@@ -131,6 +131,10 @@ class Task:
         completions = self.complete(engine, examples)
         return self.rewards(examples, completions), self.metrics(examples, completions), completions
 
+    def label_report(self, examples: Sequence[Example], completions: Sequence[str]) -> list[dict] | None:
+        """Per-label counts for a classification task (jsonl: a file of labels), else None."""
+        return None
+
     def primary_metric(self, metrics: dict) -> str:
         """The key of `primary` in these metrics; a task whose metrics lack it (a feedback file of
         ratings has no pair accuracy) falls back to its first reported metric."""

@@ -314,6 +314,15 @@ def macro_f1(golds: Sequence[str], predictions: Sequence[str | None]) -> float:
     return mean(scores)
 
 
+def label_counts(labels: Sequence[str], golds: Sequence[str], predictions: Sequence[str | None]) -> list[dict]:
+    """Per label: held-out examples with it (n), of those answered exactly with it (right), and how
+    often it was the answer at all (answered); a last row for answers that are no label."""
+    rows = [{"label": label, "n": sum(g == label for g in golds),
+             "right": sum(g == p == label for g, p in zip(golds, predictions)),
+             "answered": sum(p == label for p in predictions)} for label in labels]
+    return rows + [{"label": None, "n": 0, "right": 0, "answered": sum(p is None for p in predictions)}]
+
+
 class JsonlTask(FileBacked, Task):
     primary = "strict"  # the user wrote the answers: their exact form is the target (a label file: macro_f1)
     description = "your data: one JSON object per line (prompt/answer, messages, mlx-lm keys); option match=exact|numeric|regex"
@@ -383,7 +392,18 @@ class JsonlTask(FileBacked, Task):
         out = {"strict": mean([float(s) for s, _, _ in m]), "lenient": mean([float(l) for _, l, _ in m]),
                "reward": mean(self.rewards(examples, completions))}
         if self.labels and examples:
-            labels = set(self.labels)
-            predictions = [_norm(c) if _norm(c) in labels else None for c in completions]
-            out = {"macro_f1": macro_f1([_norm(e.fields["answer"]) for e in examples], predictions), **out}
+            out = {"macro_f1": macro_f1(*self._labelled(examples, completions)), **out}
         return out
+
+    def _labelled(self, examples, completions) -> tuple[list[str], list[str | None]]:
+        labels = set(self.labels)
+        return ([_norm(e.fields["answer"]) for e in examples],
+                [_norm(c) if _norm(c) in labels else None for c in completions])
+
+    def label_report(self, examples, completions) -> list[dict] | None:
+        """label_counts() of held-out completions for a file of labels (None for other files): which
+        labels the model gets right, and which it answers too often (a collapse)."""
+        if not self.labels:
+            return None
+        check_lengths(self.name, examples, completions)
+        return label_counts(self.labels, *self._labelled(examples, completions))
