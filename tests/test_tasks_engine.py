@@ -146,3 +146,12 @@ def test_eval_reports_per_label_counts_for_a_file_of_labels(tiny_models):
     task = get_task(f"jsonl:{data}", max_tokens=4)
     examples = task.split(n_heldout=6)[1]
     assert rows == task.label_report(examples, [s["completion"] for s in result["samples"]])
+    cmd = [sys.executable, "-m", "edgees.cli", "compare", str(tiny_models["Q4_K"]), str(tiny_models["Q4_K"]),
+           "--task", f"jsonl:{data}", "--task-opt", "max_tokens=4", "--n", "6", "--threads", "1"]
+    compared = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
+    assert compared.returncode == 0, compared.stderr[-800:]
+    sides = json.loads(compared.stdout)
+    assert sides["base"]["labels"] == sides["adapted"]["labels"] == rows  # the same model, the same counts
+    text = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout.splitlines()
+    assert "per label: right out of held-out (times answered)" in text
+    assert sum(line.startswith("  (not a label)") for line in text) == 1

@@ -59,8 +59,12 @@ def evaluate(spec: str, task, examples, threads, batch: int, verbose: bool) -> d
             metrics = task.metrics(examples, completions)
         if task.reward_mode in TEACHER_FORCED:
             metrics["loglik"] = sum(task.loglik(engine, examples)) / max(1, len(examples))
-    return {"model": spec, "loaded": what, "metrics": metrics, "completions": completions,
+    side = {"model": spec, "loaded": what, "metrics": metrics, "completions": completions,
             "seconds": wall, "generated_tokens": generated}
+    labels = task.label_report(examples, completions)
+    if labels is not None:
+        side["labels"] = labels
+    return side
 
 
 def _prompt_text(prompt) -> str:
@@ -104,6 +108,14 @@ def run(args) -> int:
     for name in names:
         b, a = (s["metrics"].get(name) for s in sides)
         print(f"{name:<{width}}  {_fmt(b):>12}  {_fmt(a):>12}")
+    if "labels" in sides[0]:
+        print("per label: right out of held-out (times answered)")
+        label_names = ["(not a label)" if r["label"] is None else r["label"] for r in sides[0]["labels"]]
+        lw = max(len(n) for n in label_names)
+        for name, b, a in zip(label_names, sides[0]["labels"], sides[1]["labels"]):
+            cell = lambda r: (f"{r['right']}/{r['n']} ({r['answered']})" if r["label"] is not None  # noqa: E731
+                              else f"({r['answered']})")
+            print(f"  {name:<{lw}}  {cell(b):>12}  {cell(a):>12}")
     print(f"{'base':<{width}}  {args.base}\n{'adapted':<{width}}  {args.adapted}")
     line = f"answers changed on {changes['changed']} of {len(examples)} prompts"
     if "reward_up" in changes:
