@@ -181,10 +181,7 @@ def resume_config(job: Job, header: dict) -> QESConfig:
     run.json does not record it) and the file does not set keeps the value the run ran with (the
     field's "absent" metadata: alpha_decay 0), as `finetune --resume` does; a new default never
     changes a running job's course unless its file asks for it."""
-    recorded = header.get("config", {})
-    ran_with = QESConfig.from_header(header)
-    keep = {f.name: getattr(ran_with, f.name) for f in fields(QESConfig)
-            if "absent" in f.metadata and f.name not in recorded and f.name not in job.config_keys}
+    keep = {k: v for k, v in QESConfig.predated(header).items() if k not in job.config_keys}
     return replace(job.cfg, **keep) if keep else job.cfg
 
 

@@ -77,8 +77,14 @@ class QESConfig:
         """The config run.json records. A field an older run did not record takes the value that run
         ran with: metadata["absent"] where the default changed since (alpha_decay: 0), else the default."""
         known = {f.name for f in fields(cls)}
-        absent = {f.name: f.metadata["absent"] for f in fields(cls) if "absent" in f.metadata}
-        return cls(**{**absent, **{k: v for k, v in header.get("config", {}).items() if k in known}})
+        return cls(**{**cls.predated(header), **{k: v for k, v in header.get("config", {}).items() if k in known}})
+
+    @classmethod
+    def predated(cls, header: dict) -> dict:
+        """{field: the value the run ran with} for the fields whose default changed since and that
+        this run.json does not record (metadata["absent"]: alpha_decay 0)."""
+        recorded = header.get("config", {})
+        return {f.name: f.metadata["absent"] for f in fields(cls) if "absent" in f.metadata and f.name not in recorded}
 
     @classmethod
     def fixed_fields(cls) -> list[str]:

@@ -164,8 +164,8 @@ def resolve(cli: dict, config_file=None, header: dict | None = None) -> Resolved
     file = load_file(config_file) if config_file else {}
     recorded: dict = {}
     if header:
-        keep = set(header.get("config", {})) | {f.name for f in fields(QESConfig) if "absent" in f.metadata}
         # what the run ran with: its recorded fields, and a field it predates at its "absent" value
+        keep = set(header.get("config", {})) | set(QESConfig.predated(header))
         recorded = {k: v for k, v in asdict(QESConfig.from_header(header)).items() if k in keep}
         recorded["task"] = header.get("task")
         recorded["task_opt"] = dict(header.get("task_options") or {})
