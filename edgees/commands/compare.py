@@ -113,9 +113,7 @@ def run(args) -> int:
         label_names = ["(not a label)" if r["label"] is None else r["label"] for r in sides[0]["labels"]]
         lw = max(len(n) for n in label_names)
         for name, b, a in zip(label_names, sides[0]["labels"], sides[1]["labels"]):
-            cell = lambda r: (f"{r['right']}/{r['n']} ({r['answered']})" if r["label"] is not None  # noqa: E731
-                              else f"({r['answered']})")
-            print(f"  {name:<{lw}}  {cell(b):>12}  {cell(a):>12}")
+            print(f"  {name:<{lw}}  {_label_cell(b):>12}  {_label_cell(a):>12}")
     print(f"{'base':<{width}}  {args.base}\n{'adapted':<{width}}  {args.adapted}")
     line = f"answers changed on {changes['changed']} of {len(examples)} prompts"
     if "reward_up" in changes:
@@ -156,6 +154,11 @@ def _most_common(answers: list[str]) -> dict:
     most prompts has stopped reading them, whatever its metrics say (a classifier that learned one label)."""
     answer, count = Counter(answers).most_common(1)[0] if answers else ("", 0)
     return {"answer": answer, "count": count}
+
+
+def _label_cell(row: dict) -> str:
+    """right/held-out (times answered) for a label; (times answered) for the no-label row."""
+    return f"{row['right']}/{row['n']} ({row['answered']})" if row["label"] is not None else f"({row['answered']})"
 
 
 def _fmt(v) -> str:

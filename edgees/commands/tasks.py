@@ -44,7 +44,7 @@ def run_show(args) -> int:
     shown = [{"prompt": e.prompt, "fields": e.fields} for e in heldout[: max(0, args.n)]]
     info = {"task": task.name, "chat": task.chat, "max_tokens": task.max_tokens, "stop": task.stop,
             "n_train": len(train), "n_heldout": len(heldout), "primary_metric": task.primary,
-            "labels": getattr(task, "labels", None), "heldout_examples": shown}
+            "labels": task.labels, "heldout_examples": shown}
     if args.json:
         print(json.dumps(info, indent=1, default=str))
         return 0

@@ -51,6 +51,7 @@ class Task:
     # The held-out metric a publish gate compares and a results table leads with: the figure a
     # person reading the answers would judge by. Higher is better.
     primary: str = "reward"
+    labels: list | None = None  # a classification's labels (jsonl: a file of labels), else None
 
     # ---- split -------------------------------------------------------------------------------
     def split(self, n_train: int | None = None, n_heldout: int | None = None) -> tuple[list[Example], list[Example]]:
