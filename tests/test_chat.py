@@ -91,6 +91,25 @@ def test_compare_prints_both_columns_and_json(toy):
     only = json.loads(run("compare", base, run_dir, *task, "--json", "--samples", "4", "--changed").stdout)
     assert len(only["samples"]) == ch["changed"]
     assert all(s["base"] != s["adapted"] and {"base_reward", "adapted_reward"} <= set(s) for s in only["samples"])
+    for s in only["samples"]:  # each labelled with how its reward went
+        went = "rose" if s["adapted_reward"] > s["base_reward"] else "fell" if s["adapted_reward"] < s["base_reward"] else "same"
+        assert s["outcome"] == went
+
+
+def test_compare_changed_samples_follow_the_counts_of_rises_and_falls():
+    from edgees.commands.compare import _pick_changed
+
+    def row(i, base_reward, adapted_reward, changed=True):
+        return {"prompt": f"p{i}", "base": "x", "adapted": "y" if changed else "x",
+                "base_reward": base_reward, "adapted_reward": adapted_reward}
+    # held-out order: three falls first, then 24 rises and 6 more falls, and unchanged answers between
+    rows = [row(i, 1.0, 0.0) for i in range(3)] + [row(3, 0.0, 0.0, changed=False)] \
+        + [row(i, 0.0, 1.0) for i in range(4, 28)] + [row(i, 1.0, 0.0) for i in range(28, 34)]
+    picked = _pick_changed(rows, 3)
+    assert [(s["prompt"], s["outcome"]) for s in picked] == [("p0", "fell"), ("p4", "rose"), ("p5", "rose")]
+    assert len(_pick_changed(rows, 100)) == 33 and _pick_changed(rows, 0) == []
+    plain = [{k: v for k, v in r.items() if "reward" not in k} for r in rows]  # no rewards: the first K
+    assert [s["prompt"] for s in _pick_changed(plain, 2)] == ["p0", "p1"]
 
 
 def test_chat_and_compare_refuse_an_unknown_model_in_one_line(toy):

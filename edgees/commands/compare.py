@@ -3,7 +3,8 @@
 Each of BASE and ADAPTED is a MODEL or a RUN_DIR (its latest weights; see chat.py). Both answer the
 first N held-out examples of the task (the same N on every machine, as eval picks them), greedily;
 the task's metrics (and the log-likelihood, for a likelihood task) are printed in two columns, then
-the first K prompts with both completions. The models are loaded one after the other.
+the first K prompts with both completions (--changed: K whose answers changed, as many whose reward
+rose or fell as the counts say). The models are loaded one after the other.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def register(sub) -> None:
     p.add_argument("--n", type=positive_int, default=None, help="held-out examples (default: the task's)")
     p.add_argument("--samples", type=int, default=3, metavar="K", help="completions shown side by side (3)")
     p.add_argument("--changed", action="store_true",
-                   help="show the first K prompts whose answers differ (in held-out order, not picked by "
-                   "reward), instead of the first K prompts")
+                   help="show K prompts whose answers differ instead of the first K prompts: as many whose "
+                   "reward rose, fell or stayed as the counts say (K=3 of 24 up and 9 down: 2 up, 1 down), "
+                   "the first of each in held-out order, each labelled")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--verbose", action="store_true", help="show llama.cpp's log")
     p.set_defaults(func=run)
@@ -91,7 +93,7 @@ def run(args) -> int:
     if rewards:
         for row, rb, ra in zip(rows, *rewards):
             row.update(base_reward=rb, adapted_reward=ra)
-    shown = [r for r in rows if r["base"] != r["adapted"]] if args.changed else rows
+    shown = _pick_changed(rows, k) if args.changed else rows
     changes = _changes(rows)
     result = {"task": opts.task, "n": len(examples),
               "base": {key: v for key, v in sides[0].items() if key != "completions"},
@@ -125,7 +127,8 @@ def run(args) -> int:
             print(f"the {side} model gives the same answer to {same['count']} of {len(examples)} prompts: "
                   f"{same['answer']!r}")
     for i, s in enumerate(samples, 1):
-        print(f"\n[{i}] {_prompt_text(s['prompt'])[:100]}")
+        outcome = f"  (reward {s['outcome']})" if "outcome" in s else ""
+        print(f"\n[{i}] {_prompt_text(s['prompt'])[:100]}{outcome}")
         tag = {side: f"  (reward {s[side + '_reward']:.2f})" if side + "_reward" in s else ""
                for side in ("base", "adapted")}
         print(f"  base:    {s['base']!r}{tag['base']}")
@@ -138,6 +141,27 @@ def _rewards(task, examples, base_c, adapted_c):
     if task.max_tokens == 0:
         return None
     return task.rewards(examples, base_c), task.rewards(examples, adapted_c)
+
+
+def _pick_changed(rows: list[dict], k: int) -> list[dict]:
+    """K rows whose answers changed, in proportion to how their reward went (largest remainder: 24
+    rose, 9 fell, K=3 -> 2 rose, 1 fell), the first of each kind, shown in held-out order and tagged
+    with their `outcome`. The first K changed rows are unbiased too, but can show only losses from a
+    model that gained on most prompts (or the other way round). Without rewards: the first K changed."""
+    changed = [r for r in rows if r["base"] != r["adapted"]]
+    if not changed or "base_reward" not in changed[0]:
+        return changed[:k]
+
+    def outcome(r: dict) -> str:
+        up, down = r["adapted_reward"] > r["base_reward"], r["adapted_reward"] < r["base_reward"]
+        return "rose" if up else "fell" if down else "same"
+    groups = {name: [i for i, r in enumerate(changed) if outcome(r) == name] for name in ("rose", "fell", "same")}
+    k, n = min(k, len(changed)), len(changed)
+    quota = {name: k * len(g) // n for name, g in groups.items()}
+    for name in sorted(groups, key=lambda name: -(k * len(groups[name]) % n))[:k - sum(quota.values())]:
+        quota[name] += 1
+    picked = sorted(i for name, g in groups.items() for i in g[:quota[name]])
+    return [dict(changed[i], outcome=outcome(changed[i])) for i in picked]
 
 
 def _changes(rows: list[dict]) -> dict:
