@@ -133,6 +133,7 @@ def test_a_label_file_leads_with_macro_f1_and_a_one_label_answer_scores_low_on_i
     ([{"prompt": f"q{i}", "answer": str(i % 2)} for i in range(30)], {"match": "numeric"}),
     ([{"prompt": f"q{i}", "answer": ["yes", "y"] if i % 2 else "no"} for i in range(30)], {}),  # lists
     ([{"prompt": f"q{i}", "answer": "yes"} for i in range(30)], {}),                         # one answer
+    ([{"prompt": f"q{i}", "answer": "abc"[i % 3]} for i in range(30)], {"labels": False}),  # said so
 ])
 def test_files_that_are_not_a_small_label_set_keep_strict_as_their_primary_metric(tmp_path, lines, options):
     for i, line in enumerate(lines):
@@ -141,6 +142,11 @@ def test_files_that_are_not_a_small_label_set_keep_strict_as_their_primary_metri
     assert task.labels is None and task.primary == "strict"
     _, heldout = task.split()
     assert "macro_f1" not in task.metrics(heldout, ["1"] * len(heldout))
+
+
+def test_labels_takes_true_or_false_only(tmp_path):
+    with pytest.raises(TaskError, match="labels='maybe'; use labels=false"):
+        get_task(f"jsonl:{_label_file(tmp_path)}", labels="maybe")
 
 
 def test_a_file_that_grows_into_a_label_set_switches_its_primary_metric_on_refresh(tmp_path):

@@ -30,7 +30,8 @@ MAX_LABELS distinct answers, each used MIN_PER_LABEL times on average over the f
 classification and the held-out metrics add `macro_f1`, the F1 score per label of the strict answers,
 averaged over the labels: the primary metric. A model that gives one label to everything scores its
 label's share on strict (0.25 of four balanced labels) but 2/(K+1)/K on macro_f1 (0.1), so a collapse
-after a better version fails the publish gate and loses the best-step pick.
+after a better version fails the publish gate and loses the best-step pick. labels=false reads such a
+file as plain answers (no macro_f1; strict leads), for a file whose repeated answers are not labels.
 Reward: 1.0 strict, 0.5 lenient; otherwise a small shaping term so ES has a slope: exact 0.25 x
 character similarity (difflib ratio), numeric 0.2 if the number appears at all plus 0.1 x closeness of
 the last number, regex 0. reward=likelihood trains on the log-likelihood of the (first) reference
@@ -329,7 +330,7 @@ class JsonlTask(FileBacked, Task):
     default_heldout = None  # all held-out lines
 
     def __init__(self, path: str, *, match: str = "exact", max_tokens: int = 64, stop=None,
-                 chat: bool = True, heldout_every: int = 5, reward: str = "generate"):
+                 chat: bool = True, heldout_every: int = 5, reward: str = "generate", labels: bool = True):
         if match not in ("exact", "numeric", "regex"):
             raise TaskError(f"task jsonl:{path}: unknown match {match!r}; use match=exact, numeric or regex")
         self.name = f"jsonl:{path}"
@@ -343,6 +344,10 @@ class JsonlTask(FileBacked, Task):
         self.stop = stop_list(stop)
         self.heldout_every = int(heldout_every)
         self._chat_opt = chat
+        if labels not in (True, False):
+            raise TaskError(f"task {self.name}: labels={labels!r}; use labels=false to read repeated answers "
+                            "as plain answers, or leave it out")
+        self._labels_opt = labels
         self._load()
 
     def _read(self, torn_ok: bool) -> list[Record]:
@@ -351,7 +356,7 @@ class JsonlTask(FileBacked, Task):
             for a in (r.answer if isinstance(r.answer, list) else [r.answer]):
                 self._check_answer(r.line, a)
         self.chat = any(isinstance(r.prompt, list) for r in records)
-        self.labels = label_set(records, self.match)
+        self.labels = label_set(records, self.match) if self._labels_opt else None
         self.primary = "macro_f1" if self.labels else "strict"
         return records
 
