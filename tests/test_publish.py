@@ -200,3 +200,19 @@ def test_publish_to_dispatches_by_kind(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     res = publish.publish_to("ollama", "m", out, out, force=False)
     assert not res["ran"] and res["command"] == f"ollama create m -f {tmp_path / 'm.Modelfile'}"
+
+
+def test_the_gate_compares_on_a_shared_metric_when_the_reference_predates_the_primary():
+    from edgees.daemon.publish import gate
+
+    new = {"macro_f1": 0.30, "strict": 0.40, "lenient": 0.5, "n": 20, "seconds": 3.0}
+    assert gate(new, None, "macro_f1", 0.0) == (True, "nothing to compare with", "macro_f1")
+    ok, why, key = gate(new, {"macro_f1": 0.35, "strict": 0.1}, "macro_f1", 0.02)
+    assert (ok, key) == (False, "macro_f1") and why.startswith("macro_f1 0.3000 is worse than 0.3500")
+    # published before macro_f1 existed: compared on strict, the first metric both have, and said so
+    ok, why, key = gate(new, {"strict": 0.45, "lenient": 0.5, "n": 20}, "macro_f1", 0.02)
+    assert (ok, key) == (False, "strict") and why.endswith("(macro_f1 is not in the reference)")
+    ok, _, key = gate(new, {"strict": 0.41, "n": 20}, "macro_f1", 0.02)
+    assert (ok, key) == (True, "strict")
+    ok, why, key = gate(new, {"reward": 0.9, "n": 20}, "macro_f1", 0.0)  # nothing in common
+    assert ok and key == "macro_f1" and why == "nothing to compare with (macro_f1 is not in the reference)"

@@ -42,14 +42,26 @@ def history(pub_dir: Path, name: str) -> list[dict]:
     return read_jsonl(Path(pub_dir) / f"{name}.history.jsonl")
 
 
-def gate(candidate: dict, reference: dict | None, key: str, margin: float) -> tuple[bool, str]:
-    """(publish?, why) for candidate metrics against the reference (last published, or base)."""
-    if reference is None or key not in reference:
-        return True, "nothing to compare with"
+def gate(candidate: dict, reference: dict | None, key: str, margin: float) -> tuple[bool, str, str]:
+    """(publish?, why, the metric compared) for candidate metrics against the reference (last published, or base).
+
+    A reference without `key` (published before the task reported it: a label file's macro_f1 came
+    after its strict) is compared on the first metric of the candidate's that it has, and the reason
+    says so; with no metric in common, it publishes."""
+    if reference is None:
+        return True, "nothing to compare with", key
+    note = ""
+    if key not in reference:
+        shared = [k for k, v in candidate.items() if k not in ("seconds", "n") and isinstance(v, (int, float))
+                  and isinstance(reference.get(k), (int, float))]
+        if not shared:
+            return True, f"nothing to compare with ({key} is not in the reference)", key
+        note = f" ({key} is not in the reference)"
+        key = shared[0]
     new, old = candidate[key], reference[key]
     if new >= old - margin:
-        return True, f"{key} {new:.4f} vs {old:.4f} (margin {margin:g})"
-    return False, f"{key} {new:.4f} is worse than {old:.4f} by more than the margin {margin:g}"
+        return True, f"{key} {new:.4f} vs {old:.4f} (margin {margin:g}){note}", key
+    return False, f"{key} {new:.4f} is worse than {old:.4f} by more than the margin {margin:g}{note}", key
 
 
 def publish(job, run_path: Path, header: dict, wc, weights_sha256: str, step: int, metrics: dict,
@@ -63,7 +75,7 @@ def publish(job, run_path: Path, header: dict, wc, weights_sha256: str, step: in
     reference = past[-1]["metrics"] if past else base_metrics
     if past and past[-1]["step"] >= step:
         return {"published": False, "reason": f"step {step} is published already", "step": step}
-    ok, why = gate(metrics, reference, key, pub.margin)
+    ok, why, key = gate(metrics, reference, key, pub.margin)
     result = {"published": ok, "reason": why, "step": step, "metric": key, "value": metrics.get(key),
               "reference": None if reference is None else reference.get(key)}
     if not ok:
