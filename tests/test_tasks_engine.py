@@ -102,6 +102,31 @@ def test_likelihood_reward_scores_the_reference_and_the_end_of_turn(tmp_path):
         assert generate.train_rewards(engine, ex) == generate.evaluate(engine, ex)[0]
 
 
+def test_reward_labels_is_the_log_probability_of_the_right_label_among_the_labels(tmp_path):
+    """reward=labels on a file of labels: each label scored after the message (with the end of the
+    turn), log-softmaxed over the labels: the right label's share, as a log-probability. Over the
+    labels of one message the probabilities add up to 1."""
+    engine_mod = pytest.importorskip("edgees.engine.engine")
+    from edgees.gguf.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny.gguf", "Q8_0", seed=0)
+    labels = ["billing", "bug", "feature request"]
+    data = write(tmp_path / "l.jsonl", [json.dumps({"prompt": f"message {i}", "answer": labels[i % 3]})
+                                        for i in range(12)])
+    task = get_task(f"jsonl:{data}", reward="labels")
+    assert task.labels == labels
+    train = task.split()[0][:3]
+    one = [type(train[0])(prompt=train[0].prompt, fields={"answer": label}) for label in labels]
+    with engine_mod.Engine(model, n_seq=4) as engine:
+        got = task.train_rewards(engine, train)
+        each = [engine.score([e.prompt] * 3, labels, end_turn=True) for e in train]
+        shares = task.train_rewards(engine, one)
+    for lp, row, e in zip(got, each, train):
+        right = row[labels.index(e.fields["answer"])]
+        assert lp == pytest.approx(right - math.log(sum(math.exp(x) for x in row)), abs=1e-4) and lp < 0
+    assert sum(math.exp(x) for x in shares) == pytest.approx(1.0, abs=1e-6)
+
+
 def test_eval_reports_loglik_with_reward_likelihood(tiny_models):
     out = _eval_cli(tiny_models["Q4_K"], "arithmetic", "reward=likelihood")
     assert out.returncode == 0, out.stderr[-800:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -142,6 +143,29 @@ def test_files_that_are_not_a_small_label_set_keep_strict_as_their_primary_metri
     assert task.labels is None and task.primary == "strict"
     _, heldout = task.split()
     assert "macro_f1" not in task.metrics(heldout, ["1"] * len(heldout))
+
+
+def test_label_log_probs_is_a_log_softmax_over_each_examples_labels():
+    from edgees.tasks.jsonl import label_log_probs
+    labels = ["a", "b", "c"]
+    assert label_log_probs([-2.0, -2.0, -2.0], labels, ["b"]) == pytest.approx([math.log(1 / 3)])
+    got = label_log_probs([-1.0, -3.0, -9.0, -5.0, -0.5, -0.5], labels, ["a", "c"])
+    assert got[0] == pytest.approx(-1.0 - math.log(math.exp(-1) + math.exp(-3) + math.exp(-9)))
+    assert got[1] == pytest.approx(math.log(math.exp(-0.5) / (math.exp(-5) + 2 * math.exp(-0.5))))
+    assert label_log_probs([-900.0, -1000.0], ["a", "b"], ["b"]) == pytest.approx([-100.0])  # no underflow
+    with pytest.raises(ValueError, match="4 scores for 1 examples x 3 labels"):
+        label_log_probs([0.0] * 4, labels, ["a"])
+
+
+def test_reward_labels_needs_a_file_of_labels(tmp_path):
+    assert get_task(f"jsonl:{_label_file(tmp_path)}", reward="labels").reward_mode == "labels"
+    plain = write(tmp_path / "qa.jsonl", [{"prompt": f"q{i}", "answer": str(i)} for i in range(30)])
+    with pytest.raises(TaskError, match="reward=labels needs a file of labels .*; use reward=likelihood"):
+        get_task(f"jsonl:{plain}", reward="labels")
+    with pytest.raises(TaskError, match="reward=labels needs a file of labels"):
+        get_task(f"jsonl:{_label_file(tmp_path)}", reward="labels", labels=False)
+    with pytest.raises(TaskError, match="unknown reward 'label'"):
+        get_task(f"jsonl:{_label_file(tmp_path)}", reward="label")
 
 
 def test_labels_takes_true_or_false_only(tmp_path):

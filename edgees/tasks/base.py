@@ -161,7 +161,8 @@ class Task:
 # ---- helpers shared by the task modules ------------------------------------------------------
 
 REWARD_MODES = ("generate", "likelihood", "margin")
-TEACHER_FORCED = ("likelihood", "margin")  # scored on the reference answer: no generation per member
+TEACHER_FORCED = ("likelihood", "margin", "labels")  # scored on reference answers: no generation per member
+# (labels: a jsonl: file of labels only, every label scored after each message; see jsonl.py)
 MARGIN_CAP = 1.0  # reward=margin: a token's lead over the runner-up counts up to this many nats
 
 

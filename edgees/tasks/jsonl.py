@@ -35,7 +35,10 @@ file as plain answers (no macro_f1; strict leads), for a file whose repeated ans
 Reward: 1.0 strict, 0.5 lenient; otherwise a small shaping term so ES has a slope: exact 0.25 x
 character similarity (difflib ratio), numeric 0.2 if the number appears at all plus 0.1 x closeness of
 the last number, regex 0. reward=likelihood trains on the log-likelihood of the (first) reference
-answer instead (exact and numeric; a regex is not a text to score).
+answer instead (exact and numeric; a regex is not a text to score). reward=labels, for a file of labels:
+the log-probability of the right label among the file's labels (each label's teacher-forced
+log-likelihood after the message, log-softmaxed over the labels): raising one label after every
+message does not pay, as it does under reward=likelihood; telling the labels apart does.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from typing import Any, Sequence
 
 from edgees.errors import TaskError
 from edgees.tasks.base import (Example, Task, bare_number, check_lengths, is_heldout, last_number, mean,
-                               numbers_in, reward_mode, stable_hash, user)
+                               numbers_in, REWARD_MODES, stable_hash, user)
 
 PROMPT_KEYS = ("prompt", "question", "messages", "text")
 ANSWER_KEYS = ("answer", "completion", "response", "target")
@@ -300,6 +303,21 @@ def label_set(records: Sequence[Record], match_mode: str) -> list[str] | None:
     return labels
 
 
+def label_log_probs(scores: Sequence[float], labels: Sequence[str], golds: Sequence[str]) -> list[float]:
+    """log P(gold | message) among the labels, per example: scores holds each label's log-likelihood
+    after each message (example-major, labels in order); a log-softmax over each example's row. 0 when
+    the model gives all the probability to the right label, log(1/K) when it cannot tell them apart."""
+    k = len(labels)
+    if len(scores) != k * len(golds):
+        raise ValueError(f"label_log_probs: {len(scores)} scores for {len(golds)} examples x {k} labels")
+    out = []
+    for i, gold in enumerate(golds):
+        row = scores[i * k:(i + 1) * k]
+        top = max(row)
+        out.append(row[labels.index(gold)] - top - math.log(sum(math.exp(x - top) for x in row)))
+    return out
+
+
 def macro_f1(golds: Sequence[str], predictions: Sequence[str | None]) -> float:
     """F1 per label averaged over the labels that occur as a gold answer or a prediction (None: the
     completion is no label). A label's F1 is 2tp / (2tp + fp + fn): a label predicted for everything
@@ -334,8 +352,12 @@ class JsonlTask(FileBacked, Task):
         if match not in ("exact", "numeric", "regex"):
             raise TaskError(f"task jsonl:{path}: unknown match {match!r}; use match=exact, numeric or regex")
         self.name = f"jsonl:{path}"
-        self.reward_mode = reward_mode(self.name, reward)
-        if reward in ("likelihood", "margin") and match == "regex":
+        if reward not in (*REWARD_MODES, "labels"):
+            raise TaskError(f"task {self.name}: unknown reward {reward!r}; use reward=generate (score greedy "
+                            "answers), likelihood (of the reference answer), margin, or labels (a file of labels: "
+                            "the right label's probability among them)")
+        self.reward_mode = reward
+        if reward in ("likelihood", "margin", "labels") and match == "regex":
             raise TaskError(f"task {self.name}: reward={reward} scores a reference text, and with "
                             "match=regex the answers are patterns; use match=exact or numeric")
         self.path = Path(path)
@@ -349,6 +371,7 @@ class JsonlTask(FileBacked, Task):
                             "as plain answers, or leave it out")
         self._labels_opt = labels
         self._load()
+        self._need_labels()
 
     def _read(self, torn_ok: bool) -> list[Record]:
         records = load_jsonl(self.path, need_answer=True, chat=self._chat_opt, torn_ok=torn_ok)
@@ -384,6 +407,21 @@ class JsonlTask(FileBacked, Task):
     def reference(self, example: Example) -> str:
         answer = example.fields["answer"]
         return answer[0] if isinstance(answer, list) else answer
+
+    def _need_labels(self) -> None:
+        if self.reward_mode == "labels" and not self.labels:
+            raise TaskError(f"task {self.name}: reward=labels needs a file of labels (match=exact, 2-{MAX_LABELS} "
+                            f"distinct answers, {MIN_PER_LABEL}+ lines a label on average); use reward=likelihood")
+
+    def train_rewards(self, engine, examples: Sequence[Example]) -> list[float]:
+        """reward=labels: label_log_probs() of each example's label; other modes as Task's."""
+        if self.reward_mode != "labels":
+            return super().train_rewards(engine, examples)
+        self._need_labels()  # a refreshed file may have stopped being one
+        examples = list(examples)
+        labels = self.labels
+        scores = engine.score([e.prompt for e in examples for _ in labels], labels * len(examples), end_turn=True)
+        return label_log_probs(scores, labels, [_norm(e.fields["answer"]) for e in examples])
 
     def _matches(self, examples, completions):
         check_lengths(self.name, examples, completions)
