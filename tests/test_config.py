@@ -261,3 +261,15 @@ def test_a_resumed_run_that_predates_alpha_decay_keeps_a_constant_alpha():
     assert resolve({"alpha_decay": 30}, header={"config": old, "task": "arithmetic"}).cfg.alpha_decay == 30
     new = {**old, "alpha_decay": 20}
     assert resolve({}, header={"config": new, "task": "arithmetic"}).cfg.alpha_decay == 20
+
+
+def test_a_resumed_run_keeps_the_replay_window_it_ran_with():
+    """The window went from 50 to 25 steps; a run keeps its own (recorded, or 50 if it predates the
+    record), and a new run takes 25. A fixed field: a resume may not change it."""
+    from edgees.run.config import resolve
+    assert resolve({"task": "arithmetic"}).cfg.window == 25
+    recorded = {**asdict(QESConfig()), "window": 50}
+    assert resolve({}, header={"config": recorded, "task": "arithmetic"}).cfg.window == 50
+    old = {k: v for k, v in asdict(QESConfig()).items() if k != "window"}
+    res = resolve({}, header={"config": old, "task": "arithmetic"})
+    assert (res.cfg.window, res.label("window")) == (50, "run.json")

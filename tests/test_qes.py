@@ -129,10 +129,12 @@ def test_config_from_header_ignores_unknown_keys_and_fills_defaults():
     cfg = qes.QESConfig.from_header({"config": {"pairs": 3, "sigma": 0.5, "future_knob": 1,
                                                 "lr_schedule": "cosine"}, "other": "ignored"})
     assert cfg.pairs == 3 and cfg.sigma == 0.5
-    # everything else is the default, but for alpha_decay: a run that did not record it ran without
-    assert cfg == qes.QESConfig(pairs=3, sigma=0.5, alpha_decay=0)
-    assert qes.QESConfig.from_header({}) == qes.QESConfig(alpha_decay=0)  # a header with no config at all
+    # everything else is the default, but for the fields whose default changed: a run that did not
+    # record alpha_decay ran without one, and one that did not record window ran with 50
+    assert cfg == qes.QESConfig(pairs=3, sigma=0.5, alpha_decay=0, window=50)
+    assert qes.QESConfig.from_header({}) == qes.QESConfig(alpha_decay=0, window=50)  # no config at all
     assert qes.QESConfig().alpha_decay == qes.ALPHA_DECAY == 20
+    assert qes.QESConfig().window == qes.WINDOW == 25
     full = qes.QESConfig(seed=9, coef="rank", window=7)
     assert qes.QESConfig.from_header({"config": dataclasses.asdict(full)}) == full  # round trip
 

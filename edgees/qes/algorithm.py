@@ -33,6 +33,11 @@ def default_alpha(sigma: float, pairs: int) -> float:
 # at steps 40-50 and fell back; decayed from step 20, the last step stayed near the best.
 ALPHA_DECAY = 20
 
+# The replay window K: error feedback replays the code moves of the last K steps. 50 until
+# 2026-12-07; at 25 the update costs about half (8.3-8.5% of a step against 11-15%), and three seeds
+# of an hour learned as much (docs/results/arithmetic-window-25.md).
+WINDOW = 25
+
 COEF_MODES = ("zscore", "rank")
 
 
@@ -53,7 +58,7 @@ class QESConfig:
     alpha_decay: int = field(default=ALPHA_DECAY, metadata={"resume": True, "metavar": "T", "absent": 0, "help": "step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T), so what the first steps won is kept; 0: a constant step size. Each step's alpha is logged, so export and resume replay it exactly"})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
-    window: int = field(default=50, metadata={"help": "replay window K (steps)"})
+    window: int = field(default=WINDOW, metadata={"absent": 50, "help": "replay window K (steps): error feedback replays the last K steps' code moves; the update's time grows with K"})
     coef: str = field(default="zscore", metadata={"help": "pair coefficients: zscore (clipped +-3) | rank"})
     seed: int = field(default=1, metadata={"help": "run seed: all member seeds derive from it"})
     eval_every: int = field(default=10, metadata={"resume": True, "help": "held-out evaluation every E steps (0: only at the ends)"})
@@ -75,14 +80,14 @@ class QESConfig:
     @classmethod
     def from_header(cls, header: dict) -> "QESConfig":
         """The config run.json records. A field an older run did not record takes the value that run
-        ran with: metadata["absent"] where the default changed since (alpha_decay: 0), else the default."""
+        ran with: metadata["absent"] where the default changed since (alpha_decay: 0, window: 50), else the default."""
         known = {f.name for f in fields(cls)}
         return cls(**{**cls.predated(header), **{k: v for k, v in header.get("config", {}).items() if k in known}})
 
     @classmethod
     def predated(cls, header: dict) -> dict:
         """{field: the value the run ran with} for the fields whose default changed since and that
-        this run.json does not record (metadata["absent"]: alpha_decay 0)."""
+        this run.json does not record (metadata["absent"]: alpha_decay 0, window 50)."""
         recorded = header.get("config", {})
         return {f.name: f.metadata["absent"] for f in fields(cls) if "absent" in f.metadata and f.name not in recorded}
 

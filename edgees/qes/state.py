@@ -15,7 +15,7 @@ import numpy as np
 from edgees.errors import UnsupportedModel
 from edgees.gguf.working_copy import WorkingCopy
 from edgees.qes import kernels
-from edgees.qes.algorithm import EF_MODES
+from edgees.qes.algorithm import EF_MODES, WINDOW
 from edgees.qes.records import ChunkRecord, Slot, StepSpec
 from edgees.qes.trainable import slots_for
 from edgees.qes.window import Window
@@ -24,7 +24,7 @@ GROUP_BYTES = 4 << 20  # kernels run over ~4 MB of tensors at a time (see Weight
 
 
 class WeightState:
-    def __init__(self, wc: WorkingCopy, ef: str = "replay", window: int = 50, gamma: float = 0.9,
+    def __init__(self, wc: WorkingCopy, ef: str = "replay", window: int = WINDOW, gamma: float = 0.9,
                  include_embeddings: bool = False, threads: int | None = None, window_dir=None):
         """window_dir: keep the replay window in files there instead of RAM (see window.py)."""
         if ef not in EF_MODES:
