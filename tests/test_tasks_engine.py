@@ -102,10 +102,10 @@ def test_likelihood_reward_scores_the_reference_and_the_end_of_turn(tmp_path):
         assert generate.train_rewards(engine, ex) == generate.evaluate(engine, ex)[0]
 
 
-def test_reward_labels_is_the_log_probability_of_the_right_label_among_the_labels(tmp_path):
+def test_reward_labels_is_the_right_labels_likelihood_plus_its_share_among_the_labels(tmp_path):
     """reward=labels on a file of labels: each label scored after the message (with the end of the
-    turn), log-softmaxed over the labels: the right label's share, as a log-probability. Over the
-    labels of one message the probabilities add up to 1."""
+    turn); the reward is the right label's log-likelihood plus its log-softmax over the labels. Over
+    the labels of one message the shares add up to 1."""
     engine_mod = pytest.importorskip("edgees.engine.engine")
     from edgees.gguf.tiny import make_tiny_model
 
@@ -123,8 +123,9 @@ def test_reward_labels_is_the_log_probability_of_the_right_label_among_the_label
         shares = task.train_rewards(engine, one)
     for lp, row, e in zip(got, each, train):
         right = row[labels.index(e.fields["answer"])]
-        assert lp == pytest.approx(right - math.log(sum(math.exp(x) for x in row)), abs=1e-4) and lp < 0
-    assert sum(math.exp(x) for x in shares) == pytest.approx(1.0, abs=1e-6)
+        assert lp == pytest.approx(2 * right - math.log(sum(math.exp(x) for x in row)), abs=1e-4) and lp < right
+    # `one` is train[0]'s message under each label: less each label's likelihood, the shares add to 1
+    assert sum(math.exp(r - x) for r, x in zip(shares, each[0])) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_eval_reports_loglik_with_reward_likelihood(tiny_models):

@@ -157,6 +157,18 @@ def test_label_log_probs_is_a_log_softmax_over_each_examples_labels():
         label_log_probs([0.0] * 4, labels, ["a"])
 
 
+def test_label_rewards_add_the_right_labels_likelihood_to_its_share():
+    """Making every label less likely alike leaves the share unchanged but lowers the reward."""
+    from edgees.tasks.jsonl import label_log_probs, label_rewards
+    labels, golds = ["a", "b", "c"], ["b", "c"]
+    scores = [-1.0, -3.0, -9.0, -5.0, -0.5, -0.5]
+    shares = label_log_probs(scores, labels, golds)
+    assert label_rewards(scores, labels, golds) == pytest.approx([-3.0 + shares[0], -0.5 + shares[1]])
+    lower = [x - 4.0 for x in scores]
+    assert label_log_probs(lower, labels, golds) == pytest.approx(shares)
+    assert label_rewards(lower, labels, golds) == pytest.approx([r - 4.0 for r in label_rewards(scores, labels, golds)])
+
+
 def test_reward_labels_needs_a_file_of_labels(tmp_path):
     assert get_task(f"jsonl:{_label_file(tmp_path)}", reward="labels").reward_mode == "labels"
     plain = write(tmp_path / "qa.jsonl", [{"prompt": f"q{i}", "answer": str(i)} for i in range(30)])

@@ -318,6 +318,17 @@ def label_log_probs(scores: Sequence[float], labels: Sequence[str], golds: Seque
     return out
 
 
+def label_rewards(scores: Sequence[float], labels: Sequence[str], golds: Sequence[str]) -> list[float]:
+    """reward=labels per example: the right label's log-likelihood plus its label_log_probs(). The
+    log-probability among the labels alone is blind to how likely the labels are at all: a model
+    that makes every label less likely alike keeps it, and a run on it (docs/results/support-triage.md)
+    stopped answering with labels. The likelihood keeps the answers on the labels; the other term
+    makes the right one win over the rest."""
+    k = len(labels)
+    shares = label_log_probs(scores, labels, golds)
+    return [scores[i * k + labels.index(gold)] + share for i, (gold, share) in enumerate(zip(golds, shares))]
+
+
 def macro_f1(golds: Sequence[str], predictions: Sequence[str | None]) -> float:
     """F1 per label averaged over the labels that occur as a gold answer or a prediction (None: the
     completion is no label). A label's F1 is 2tp / (2tp + fp + fn): a label predicted for everything
@@ -414,14 +425,14 @@ class JsonlTask(FileBacked, Task):
                             f"distinct answers, {MIN_PER_LABEL}+ lines a label on average); use reward=likelihood")
 
     def train_rewards(self, engine, examples: Sequence[Example]) -> list[float]:
-        """reward=labels: label_log_probs() of each example's label; other modes as Task's."""
+        """reward=labels: label_rewards() of each example's label; other modes as Task's."""
         if self.reward_mode != "labels":
             return super().train_rewards(engine, examples)
         self._need_labels()  # a refreshed file may have stopped being one
         examples = list(examples)
         labels = self.labels
         scores = engine.score([e.prompt for e in examples for _ in labels], labels * len(examples), end_turn=True)
-        return label_log_probs(scores, labels, [_norm(e.fields["answer"]) for e in examples])
+        return label_rewards(scores, labels, [_norm(e.fields["answer"]) for e in examples])
 
     def _matches(self, examples, completions):
         check_lengths(self.name, examples, completions)
