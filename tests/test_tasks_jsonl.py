@@ -146,7 +146,7 @@ def test_files_that_are_not_a_small_label_set_keep_strict_as_their_primary_metri
 
 
 def test_label_log_probs_is_a_log_softmax_over_each_examples_labels():
-    from edgees.tasks.jsonl import label_log_probs
+    from edgees.tasks.labels import label_log_probs
     labels = ["a", "b", "c"]
     assert label_log_probs([-2.0, -2.0, -2.0], labels, ["b"]) == pytest.approx([math.log(1 / 3)])
     got = label_log_probs([-1.0, -3.0, -9.0, -5.0, -0.5, -0.5], labels, ["a", "c"])
@@ -159,7 +159,7 @@ def test_label_log_probs_is_a_log_softmax_over_each_examples_labels():
 
 def test_label_rewards_add_the_right_labels_likelihood_to_its_share():
     """Making every label less likely alike leaves the share unchanged but lowers the reward."""
-    from edgees.tasks.jsonl import label_log_probs, label_rewards
+    from edgees.tasks.labels import label_log_probs, label_rewards
     labels, golds = ["a", "b", "c"], ["b", "c"]
     scores = [-1.0, -3.0, -9.0, -5.0, -0.5, -0.5]
     shares = label_log_probs(scores, labels, golds)

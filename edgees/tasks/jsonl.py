@@ -30,15 +30,13 @@ MAX_LABELS distinct answers, each used MIN_PER_LABEL times on average over the f
 classification and the held-out metrics add `macro_f1`, the F1 score per label of the strict answers,
 averaged over the labels: the primary metric. A model that gives one label to everything scores its
 label's share on strict (0.25 of four balanced labels) but 2/(K+1)/K on macro_f1 (0.1), so a collapse
-after a better version fails the publish gate and loses the best-step pick. labels=false reads such a
-file as plain answers (no macro_f1; strict leads), for a file whose repeated answers are not labels.
+after a better version fails the publish gate and loses the best-step pick (labels.py). labels=false
+reads such a file as plain answers (no macro_f1; strict leads): repeated answers that are not labels.
 Reward: 1.0 strict, 0.5 lenient; otherwise a small shaping term so ES has a slope: exact 0.25 x
 character similarity (difflib ratio), numeric 0.2 if the number appears at all plus 0.1 x closeness of
 the last number, regex 0. reward=likelihood trains on the log-likelihood of the (first) reference
 answer instead (exact and numeric; a regex is not a text to score). reward=labels, for a file of labels:
-the log-probability of the right label among the file's labels (each label's teacher-forced
-log-likelihood after the message, log-softmaxed over the labels): raising one label after every
-message does not pay, as it does under reward=likelihood; telling the labels apart does.
+the right label's log-likelihood plus its log-probability among the file's labels (labels.py).
 """
 
 from __future__ import annotations
@@ -54,6 +52,7 @@ from typing import Any, Sequence
 from edgees.errors import TaskError
 from edgees.tasks.base import (Example, Task, bare_number, check_lengths, is_heldout, last_number, mean,
                                numbers_in, REWARD_MODES, stable_hash, user)
+from edgees.tasks.labels import MAX_LABELS, MIN_PER_LABEL, label_counts, label_rewards, label_set, macro_f1
 
 PROMPT_KEYS = ("prompt", "question", "messages", "text")
 ANSWER_KEYS = ("answer", "completion", "response", "target")
@@ -288,71 +287,6 @@ def best_match(mode, completion, answer) -> tuple[bool, bool, float]:
     return max((match(mode, completion, a) for a in answers), key=lambda t: (t[0], t[1], t[2]))
 
 
-MAX_LABELS = 20     # more distinct answers than this: answers, not labels
-MIN_PER_LABEL = 3   # fewer lines a distinct answer on average: answers that happen to repeat
-
-
-def label_set(records: Sequence[Record], match_mode: str) -> list[str] | None:
-    """The labels of a classification file (see module doc), normalised as strict matching compares
-    them, in sorted order; None when the answers are not a small label set."""
-    if match_mode != "exact" or not records or any(not isinstance(r.answer, str) for r in records):
-        return None
-    labels = sorted({_norm(r.answer) for r in records})
-    if not 2 <= len(labels) <= MAX_LABELS or len(records) < MIN_PER_LABEL * len(labels):
-        return None
-    return labels
-
-
-def label_log_probs(scores: Sequence[float], labels: Sequence[str], golds: Sequence[str]) -> list[float]:
-    """log P(gold | message) among the labels, per example: scores holds each label's log-likelihood
-    after each message (example-major, labels in order); a log-softmax over each example's row. 0 when
-    the model gives all the probability to the right label, log(1/K) when it cannot tell them apart."""
-    k = len(labels)
-    if len(scores) != k * len(golds):
-        raise ValueError(f"label_log_probs: {len(scores)} scores for {len(golds)} examples x {k} labels")
-    out = []
-    for i, gold in enumerate(golds):
-        row = scores[i * k:(i + 1) * k]
-        top = max(row)
-        out.append(row[labels.index(gold)] - top - math.log(sum(math.exp(x - top) for x in row)))
-    return out
-
-
-def label_rewards(scores: Sequence[float], labels: Sequence[str], golds: Sequence[str]) -> list[float]:
-    """reward=labels per example: the right label's log-likelihood plus its label_log_probs(). The
-    log-probability among the labels alone is blind to how likely the labels are at all: a model
-    that makes every label less likely alike keeps it, and a run on it (docs/results/support-triage.md)
-    stopped answering with labels. The likelihood keeps the answers on the labels; the other term
-    makes the right one win over the rest."""
-    k = len(labels)
-    shares = label_log_probs(scores, labels, golds)
-    return [scores[i * k + labels.index(gold)] + share for i, (gold, share) in enumerate(zip(golds, shares))]
-
-
-def macro_f1(golds: Sequence[str], predictions: Sequence[str | None]) -> float:
-    """F1 per label averaged over the labels that occur as a gold answer or a prediction (None: the
-    completion is no label). A label's F1 is 2tp / (2tp + fp + fn): a label predicted for everything
-    has full recall and poor precision, and every label never predicted scores 0."""
-    labels = sorted(set(golds) | {p for p in predictions if p is not None})
-    if not labels:
-        return float("nan")
-    scores = []
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(golds, predictions))
-        wrong = sum((g == label) != (p == label) for g, p in zip(golds, predictions))  # fp + fn
-        scores.append(2 * tp / (2 * tp + wrong))
-    return mean(scores)
-
-
-def label_counts(labels: Sequence[str], golds: Sequence[str], predictions: Sequence[str | None]) -> list[dict]:
-    """Per label: held-out examples with it (n), of those answered exactly with it (right), and how
-    often it was the answer at all (answered); a last row for answers that are no label."""
-    rows = [{"label": label, "n": sum(g == label for g in golds),
-             "right": sum(g == p == label for g, p in zip(golds, predictions)),
-             "answered": sum(p == label for p in predictions)} for label in labels]
-    return rows + [{"label": None, "n": 0, "right": 0, "answered": sum(p is None for p in predictions)}]
-
-
 class JsonlTask(FileBacked, Task):
     primary = "strict"  # the user wrote the answers: their exact form is the target (a label file: macro_f1)
     description = "your data: one JSON object per line (prompt/answer, messages, mlx-lm keys); option match=exact|numeric|regex"
@@ -390,7 +324,8 @@ class JsonlTask(FileBacked, Task):
             for a in (r.answer if isinstance(r.answer, list) else [r.answer]):
                 self._check_answer(r.line, a)
         self.chat = any(isinstance(r.prompt, list) for r in records)
-        self.labels = label_set(records, self.match) if self._labels_opt else None
+        answers = [_norm(r.answer) if isinstance(r.answer, str) else None for r in records]
+        self.labels = label_set(answers) if self._labels_opt and self.match == "exact" else None
         self.primary = "macro_f1" if self.labels else "strict"
         return records
 
