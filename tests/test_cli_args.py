@@ -25,3 +25,14 @@ def test_a_count_below_one_is_refused_in_one_line(tmp_path, args, flag):
     assert f"argument {flag}:" in last and ("at least 1" in last or "whole number" in last), last
     assert "Traceback" not in out.stderr
     assert not run.exists()
+
+
+def test_clip_keeps_a_long_prompts_end_on_one_line():
+    """eval and compare show a sample's prompt clipped: the message at the end of a long prompt shows."""
+    from edgees.commands import clip
+    prompt = "Classify this message with one of these labels: billing, bug. Answer with just the label.\n\nMessage: " + \
+             "I was charged twice for March."
+    shown = clip(prompt, 60)
+    assert len(shown) == 60 and "\n" not in shown
+    assert shown.startswith("Classify") and shown.endswith("I was charged twice for March.")
+    assert clip("What is 2 + 2?", 60) == "What is 2 + 2?"

@@ -18,6 +18,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def clip(text: str, width: int) -> str:
+    """A prompt on one line (whitespace runs as one space), cut to `width` characters in the middle,
+    not at the end: a prompt's first words are often an instruction every prompt shares ("Classify
+    this message ...") and its last the part that differs (the message)."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    head = width // 3
+    return f"{text[:head]} ... {text[-(width - head - 5):]}"
+
+
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The flags eval and finetune share, named alike: --task, --task-opt, --config, --threads, --batch.
     Each defaults to None (or []) so that a value left out falls through to the config file."""

@@ -13,7 +13,7 @@ import argparse
 import json
 from collections import Counter
 
-from edgees.commands import add_run_options, given, positive_int
+from edgees.commands import add_run_options, clip, given, positive_int
 
 EXAMPLES = """\
 examples:
@@ -128,7 +128,7 @@ def run(args) -> int:
                   f"{same['answer']!r}")
     for i, s in enumerate(samples, 1):
         outcome = f"  (reward {s['outcome']})" if "outcome" in s else ""
-        print(f"\n[{i}] {_prompt_text(s['prompt'])[:100]}{outcome}")
+        print(f"\n[{i}] {clip(_prompt_text(s['prompt']), 100)}{outcome}")
         tag = {side: f"  (reward {s[side + '_reward']:.2f})" if side + "_reward" in s else ""
                for side in ("base", "adapted")}
         print(f"  base:    {s['base']!r}{tag['base']}")

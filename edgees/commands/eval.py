@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from edgees.commands import add_run_options, given, positive_int
+from edgees.commands import add_run_options, clip, given, positive_int
 from edgees.errors import TaskError
 from edgees.models import resolve_model
 
@@ -111,7 +111,7 @@ def run(args) -> int:
             f"{r['label']} {r['right']}/{r['n']} ({r['answered']})" for r in rows[:-1])
             + f"; not a label: {rows[-1]['answered']}")
     for s in result.get("samples", []):
-        print(f"  {json.dumps(s['prompt'])[:80]} -> {s['completion']!r}")
+        print(f"  {clip(json.dumps(s['prompt']), 80)} -> {s['completion']!r}")
     return 0
 
 
