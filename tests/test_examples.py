@@ -68,14 +68,14 @@ def test_triage_readme_commands_run_on_a_tiny_model(tmp_path, monkeypatch, capsy
     names = [c[0] if c[0] != "tasks" else "tasks " + c[1] for c in commands]
     assert names.count("finetune") == 2 and {"tasks show", "eval", "probe", "export"} <= set(names)
     swap = {"smollm2-135m": str(model), "runs/triage": str(tmp_path / "runs/triage"),
-            "runs/triage-ll": str(tmp_path / "runs/triage-ll"), "triage.gguf": str(tmp_path / "triage.gguf")}
+            "runs/triage-py": str(tmp_path / "runs/triage-py"), "triage.gguf": str(tmp_path / "triage.gguf")}
     monkeypatch.chdir(TRIAGE)  # the README's relative paths: support.jsonl, triage.py
     for argv in commands:
         argv = [swap.get(a, a) for a in argv] + SMALL.get(argv[0], [])
         rc = cli.main(argv)
         err = capsys.readouterr().err
         assert rc == 0, f"edgees {shlex.join(argv)} failed: {err}"
-    for run in ("runs/triage", "runs/triage-ll"):
+    for run in ("runs/triage", "runs/triage-py"):
         rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows if "reward_mean" in r] == [1, 2]
         assert "heldout" in rows[0] and "heldout" in rows[-1]
