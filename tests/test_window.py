@@ -62,3 +62,21 @@ def test_window_round_trips_records(tiny_models, tmp_path):
         for name in ("counts", "offsets", "data"):
             a, b = getattr(got, name), getattr(recs[0], name)
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_without_error_feedback_the_window_changes_nothing(tiny_models):
+    """--ef off keeps no window, so runs of the ablation compare with QES at any K (the `--ef off`
+    results measured at K = 50 stand at K = 25); with replay, K changes the weights once steps
+    fall out of the shorter window."""
+    path = tiny_models["Q4_1"]
+    hashes = {}
+    for ef in ("off", "replay"):
+        for k in (1, 4):
+            with WorkingCopy(path) as wc:
+                state = WeightState(wc, ef=ef, window=k)
+                hashes[ef, k] = []
+                for spec in _steps(6):
+                    state.apply(spec)
+                    hashes[ef, k].append(state.sha256())
+    assert hashes["off", 1] == hashes["off", 4]
+    assert hashes["replay", 1][0] == hashes["replay", 4][0] and hashes["replay", 1] != hashes["replay", 4]
