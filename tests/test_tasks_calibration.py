@@ -114,3 +114,26 @@ def test_reward_confidence_pays_the_probability_of_the_right_verdict():
     assert rewards != get_task("calibration").rewards(heldout, [join("78", "No")] * 3)
     with pytest.raises(TaskError, match="reward=confidence"):
         get_task("calibration", reward="likelihood")
+
+
+def test_reward_balanced_pays_separation_not_wrong_answers():
+    from edgees.tasks.arithmetic import shaped_reward
+    from edgees.tasks.calibration import join
+    task = get_task("calibration", reward="balanced")
+    ex = [task.example(45, 33)] * 4  # the sum is 78
+
+    def agreement(answers, p_yes):  # the agreement half of the member's mean reward
+        rewards = task.rewards(ex, [join(a, "", p) for a, p in zip(answers, p_yes)])
+        return 2 * sum(r - 0.5 * shaped_reward(a, 78) for r, a in zip(rewards, answers)) / len(ex)
+
+    # a confidence that ignores the answer earns 0.5 whatever the accuracy: being wrong buys nothing
+    assert agreement(["78", "1", "1", "1"], [0.1] * 4) == pytest.approx(0.5)
+    assert agreement(["78", "78", "78", "1"], [0.1] * 4) == pytest.approx(0.5)
+    # under reward=confidence the same low P(Yes) pays for the wrong answers
+    confidence = get_task("calibration", reward="confidence")
+    low = lambda answers: sum(confidence.rewards(ex, [join(a, "", 0.1) for a in answers]))  # noqa: E731
+    assert low(["1", "1", "1", "1"]) > low(["78", "78", "78", "78"])
+    # separating right from wrong pays; an empty side adds nothing
+    assert agreement(["78", "1", "1", "1"], [0.9, 0.1, 0.1, 0.1]) == pytest.approx(0.9)
+    assert agreement(["1", "1", "1", "1"], [0.1] * 4) == pytest.approx(0.45)
+    assert agreement(["78"] * 4, [0.9] * 4) == pytest.approx(0.45)

@@ -17,7 +17,14 @@ Correct means lenient-correct (the answer's last number is the sum). Reward, in 
 + 0.5 * agreement: 1 if (Yes and correct) or (No and wrong); 0 if they disagree or no verdict
 With option reward=confidence the agreement is the probability of the right verdict instead, P(Yes)
 after a right answer and 1 - P(Yes) after a wrong one: a slope while the greedy verdict is the same
-for every answer (training then scores the two replies and generates no verdict).
+for every answer (training then scores the two replies and generates no verdict). That pays for
+getting sums wrong while P(Yes) is low (a wrong answer then earns more agreement than a right one
+loses in correctness; 25 steps learned to be wrong and say No: docs/results/calibration.md).
+reward=balanced scores the same probability, averaged over the right answers and over the wrong
+ones separately (each example weighted n / (2 x its side's count); a side with no answers adds 0):
+a confidence that ignores the answer earns 0.5 at any accuracy, so only separating right from wrong
+raises the agreement, and being wrong buys nothing. A member's reward is the mean over its prompts,
+so the balance holds within each member's batch (the per-example values are not each in [0, 1]).
 Metrics: accuracy, strict, p_yes_correct = P(Yes | correct), p_yes_wrong = P(Yes | wrong),
 d_prime = z(P(Yes|correct)) - z(P(Yes|wrong)) with each rate clipped to [0.5/n, 1 - 0.5/n]
 (n = the examples in that condition) before the inverse normal; 0 when the two rates are equal
@@ -43,6 +50,8 @@ CONFIDENCE = "Are you confident your answer is correct? Answer Yes or No."
 SEP = "\n[confidence] "
 P_YES = " [p_yes "  # join(answer, verdict, p): "...[confidence] No [p_yes 0.1234]"
 _VERDICT = re.compile(r"\b(yes|no)\b", re.I)
+REWARDS = ("generate", "confidence", "balanced")
+SCORED = ("confidence", "balanced")  # the agreement reads P(Yes), not the greedy verdict
 
 
 def join(answer: str, verdict: str, p_yes: float | None = None) -> str:
@@ -104,10 +113,11 @@ class Calibration(Arithmetic):
 
     def __init__(self, *, max_tokens: int = 16, verdict_tokens: int = 4, heldout_every: int = 5,
                  reward: str = "generate"):
-        if reward not in ("generate", "confidence"):
+        if reward not in REWARDS:
             raise TaskError(f"task calibration: unknown reward {reward!r}; use reward=generate (the greedy "
-                            "Yes/No agrees with the answer) or reward=confidence (the probability of the "
-                            "right Yes/No: a slope even while the model always says the same)")
+                            "Yes/No agrees with the answer), reward=confidence (the probability of the "
+                            "right Yes/No: a slope even while the model always says the same) or "
+                            "reward=balanced (that probability averaged over right and wrong answers apart)")
         super().__init__(max_tokens=max_tokens, heldout_every=heldout_every)
         self.reward_mode = reward
         self.verdict_tokens = int(verdict_tokens)
@@ -136,7 +146,7 @@ class Calibration(Arithmetic):
 
     def train_rewards(self, engine, examples: Sequence[Example]) -> list[float]:
         examples = list(examples)
-        if self.reward_mode == "confidence":  # the reward reads P(Yes): no verdict to generate
+        if self.reward_mode in SCORED:  # the reward reads P(Yes): no verdict to generate
             answers = Arithmetic.complete(self, engine, examples)
             turns = [self.second_turn(e, a) for e, a in zip(examples, answers)]
             return self.rewards(examples, [join(a, "", p) for a, p in zip(answers, self.p_yes(engine, turns))])
@@ -145,16 +155,21 @@ class Calibration(Arithmetic):
 
     def rewards(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
         check_lengths(self.name, examples, completions)
+        parts = [unjoin(c) for c in completions]
+        correct = [lenient_correct(a, e.fields["answer"]) for e, (a, _) in zip(examples, parts)]
+        weight = {True: 1.0, False: 1.0}
+        if self.reward_mode == "balanced":
+            n_right = sum(correct)
+            weight = {ok: len(correct) / (2.0 * n) if n else 0.0
+                      for ok, n in ((True, n_right), (False, len(correct) - n_right))}
         out = []
-        for e, c in zip(examples, completions):
-            answer, reply = unjoin(c)
-            correct = lenient_correct(answer, e.fields["answer"])
-            p = p_yes_of(c) if self.reward_mode == "confidence" else None
+        for e, c, (answer, reply), ok in zip(examples, completions, parts, correct):
+            p = p_yes_of(c) if self.reward_mode in SCORED else None
             if p is not None:
-                agree = p if correct else 1.0 - p
+                agree = weight[ok] * (p if ok else 1.0 - p)
             else:
                 says = verdict(reply)
-                agree = float(says is not None and says == correct)
+                agree = float(says is not None and says == ok)
             out.append(0.5 * shaped_reward(answer, e.fields["answer"]) + 0.5 * agree)
         return out
 
