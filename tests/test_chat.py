@@ -112,6 +112,14 @@ def test_compare_changed_samples_follow_the_counts_of_rises_and_falls():
     assert [s["prompt"] for s in _pick_changed(plain, 2)] == ["p0", "p1"]
 
 
+def test_compare_shows_sample_rewards_precisely_enough_to_differ():
+    from edgees.commands.compare import _two_rewards
+    assert _two_rewards(0.25, 0.5) == ("0.25", "0.50")
+    assert _two_rewards(0.083, 0.080) == ("0.083", "0.080")  # "reward fell" should not read 0.08 -> 0.08
+    assert _two_rewards(0.08, 0.08) == ("0.08", "0.08")
+    assert _two_rewards(0.1, 0.1 + 1e-9) == ("0.1000", "0.1000")  # at most 4 places
+
+
 def test_chat_and_compare_refuse_an_unknown_model_in_one_line(toy):
     base, _, _, _ = toy
     for args in (["chat", "no-such-model"], ["compare", base, "no-such-model", "--task", "arithmetic"]):

@@ -129,8 +129,10 @@ def run(args) -> int:
     for i, s in enumerate(samples, 1):
         outcome = f"  (reward {s['outcome']})" if "outcome" in s else ""
         print(f"\n[{i}] {clip(_prompt_text(s['prompt']), 100)}{outcome}")
-        tag = {side: f"  (reward {s[side + '_reward']:.2f})" if side + "_reward" in s else ""
-               for side in ("base", "adapted")}
+        tag = {"base": "", "adapted": ""}
+        if "base_reward" in s:
+            shown = _two_rewards(s["base_reward"], s["adapted_reward"])
+            tag = {side: f"  (reward {r})" for side, r in zip(("base", "adapted"), shown)}
         print(f"  base:    {s['base']!r}{tag['base']}")
         print(f"  adapted: {s['adapted']!r}{tag['adapted']}")
     return 0
@@ -183,6 +185,16 @@ def _most_common(answers: list[str]) -> dict:
 def _label_cell(row: dict) -> str:
     """right/held-out (times answered) for a label; (times answered) for the no-label row."""
     return f"{row['right']}/{row['n']} ({row['answered']})" if row["label"] is not None else f"({row['answered']})"
+
+
+def _two_rewards(base: float, adapted: float) -> tuple[str, str]:
+    """Both rewards to 2 decimals, or as many more (up to 4) as it takes to show that they differ:
+    a sample tagged "reward fell" should not read 0.08 -> 0.08."""
+    for places in (2, 3, 4):
+        shown = f"{base:.{places}f}", f"{adapted:.{places}f}"
+        if shown[0] != shown[1] or base == adapted:
+            break
+    return shown
 
 
 def _fmt(v) -> str:
