@@ -72,6 +72,19 @@ def test_recommend_stops_at_twice_the_smallest_sigma_at_which_pairs_differ():
     assert recommend(base, quiet, "generate")[0] == 0.04
 
 
+def test_a_scored_reward_may_cost_its_mean_up_to_one_std():
+    """A log-likelihood sum falls on average under any random move (its curvature): the triage
+    example's labels reward fell 0.54 x its std at 0.005 and 0.75 x at 0.01, where runs learned."""
+    from edgees.run.probe import near_limit
+    assert near_limit("generate") == 0.5 and near_limit("likelihood") == near_limit("labels") == 1.0
+
+    def rows(mode):  # at each sigma the mean falls 0.75 x the std (rewards 0.25 and -1.75 about 0)
+        return [summarize(s, 0.0, [0.25] * 4, [-1.75] * 4, near_limit(mode)) for s in (0.005, 0.01, 0.02)]
+    assert recommend(0.0, rows("labels"), "labels")[0] == 0.01  # the cap: 2 x the smallest with signal
+    sigma, _, advice = recommend(0.0, rows("generate"), "generate")
+    assert sigma is None and "more than 0.5 x the spread" in advice
+
+
 def test_recommend_largest_tried_suggests_larger_within_range():
     rows = [summarize(2.0, 0.5, [0.6], [0.4])]
     sigma, _, advice = recommend(0.5, rows, "generate")

@@ -13,7 +13,9 @@ best-of-k curve for k = 1, 2, 4, ..., N (members in evaluation order +s_0, -s_0,
 
 The recommendation, one rule (RULE below): the largest sigma at which
   near: the members' mean reward is at most NEAR x their std below the base (the perturbation costs
-        less on average than it spreads the members), and
+        less on average than it spreads the members; NEAR_SCORED x for a reward scored on reference
+        answers, a sum of log-likelihoods, which any random move lowers on average by the objective's
+        curvature: the triage example's labels reward fell 0.75 x its std at 0.01, where runs learned), and
   wide: at least WIDE of the antithetic pairs score differently (r(+s_j) != r(-s_j)),
   capped at CAP x the smallest wide sigma: once the pairs differ, a larger sigma adds no signal to a
   step but moves more codes with it (on a generated reward, the larger steps find the reward's
@@ -36,13 +38,16 @@ from edgees.gguf.working_copy import WorkingCopy
 from edgees.qes import algorithm as qes
 from edgees.qes.state import WeightState
 from edgees.run.trainer import _mean_reward, evaluate_members
+from edgees.tasks.base import TEACHER_FORCED
 
 DEFAULT_SIGMAS = (0.005, 0.01, 0.02, 0.04)
 NEAR = 0.5  # the mean may fall at most half the members' std below the base
+NEAR_SCORED = 1.0  # ... and a whole std for a teacher-forced reward (base.TEACHER_FORCED; module doc)
 WIDE = 0.5  # at least half of the antithetic pairs must score differently
 CAP = 2.0   # at most this many times the smallest sigma at which the pairs differ (see module doc)
 RULE = (f"the largest sigma at which the members' mean reward is at most {NEAR:g} x their std below the "
-        f"base, and at least {WIDE:.0%} of the antithetic pairs score differently, up to {CAP:g} x the "
+        f"base ({NEAR_SCORED:g} x for a reward scored on reference answers: likelihood, margin, labels), "
+        f"and at least {WIDE:.0%} of the antithetic pairs score differently, up to {CAP:g} x the "
         "smallest sigma at which they differ that often")
 SIGMA_RANGE = (0.0, 4.0)  # finetune's --sigma range: (0, 4] code steps
 
@@ -74,8 +79,14 @@ def best_of(rewards) -> list[dict]:
     return [{"k": k, "best": float(max(rewards[:k]))} for k in ks]
 
 
-def summarize(sigma: float, base: float, r_plus, r_minus) -> dict:
-    """One sigma's row of the report from its members' rewards (pure: tested on numbers)."""
+def near_limit(reward_mode: str) -> float:
+    """How many of the members' stds their mean may fall below the base (see the module doc)."""
+    return NEAR_SCORED if reward_mode in TEACHER_FORCED else NEAR
+
+
+def summarize(sigma: float, base: float, r_plus, r_minus, near: float = NEAR) -> dict:
+    """One sigma's row of the report from its members' rewards (pure: tested on numbers); `near`:
+    near_limit() of the task's reward."""
     rewards = [r for pair in zip(r_plus, r_minus) for r in pair]  # evaluation order +s_0, -s_0, ...
     arr = np.asarray(rewards, dtype=np.float64)
     mean, std = float(arr.mean()), float(arr.std())
@@ -84,7 +95,7 @@ def summarize(sigma: float, base: float, r_plus, r_minus) -> dict:
         "sigma": sigma, "mean": mean, "mean_minus_base": mean - base, "std": std,
         "min": float(arr.min()), "max": float(arr.max()),
         "pairs_differ": int(differ), "pairs": len(r_plus),
-        "near_base": base - mean <= NEAR * std, "wide": differ >= WIDE * len(r_plus) and differ > 0,
+        "near_base": base - mean <= near * std, "wide": differ >= WIDE * len(r_plus) and differ > 0,
         "best_of_n": best_of(rewards), "rewards": [float(r) for r in rewards],
     }
 
@@ -117,7 +128,7 @@ def recommend(base: float, rows: list[dict], reward_mode: str) -> tuple[float | 
     if any(r["wide"] for r in rows):
         low = min(r["sigma"] for r in rows if r["wide"])
         return None, False, (f"every sigma at which the pairs differ also lowers the mean reward by more than "
-                             f"{NEAR:g} x the spread: probe smaller ones, e.g. --sigmas {low / 4:g},{low / 2:g}")
+                             f"{near_limit(reward_mode):g} x the spread: probe smaller ones, e.g. --sigmas {low / 4:g},{low / 2:g}")
     top = max(rows, key=lambda r: r["sigma"])
     return None, False, (f"weak signal: fewer than {WIDE:.0%} of the pairs score differently at every sigma "
                          f"({top['pairs_differ']}/{top['pairs']} at {top['sigma']:g}); probe larger sigmas "
@@ -157,7 +168,7 @@ def probe(model_path, task, *, sigmas=DEFAULT_SIGMAS, n_members: int = 32, n_pro
                     r_plus, r_minus = evaluate_members(state, engine, seeds, sigma,
                                                        lambda: _mean_reward(task, engine, prompts),
                                                        on_member=tick)
-                    rows.append(summarize(sigma, base, r_plus, r_minus))
+                    rows.append(summarize(sigma, base, r_plus, r_minus, near_limit(task.reward_mode)))
                     rows[-1]["seconds"] = time.perf_counter() - t_sigma
             after = wc.sha256()
         finally:
