@@ -41,14 +41,15 @@ def readme_commands(readme: Path) -> list[list[str]]:
 def test_triage_files_are_valid_tasks():
     jsonl = get_task(f"jsonl:{TRIAGE / 'support.jsonl'}")
     train, heldout = jsonl.split()
-    assert (len(train), len(heldout)) == (64, 20)
+    assert (len(train), len(heldout)) == (64, 80)
     labels = {"billing", "bug", "account", "feature request"}
     assert {e.fields["answer"] for e in heldout} == labels
-    for label in labels:  # 5 held out per label
-        assert sum(e.fields["answer"] == label for e in heldout) == 5
+    for label in labels:  # 20 held out per label, 5 of them among the first 20 (a run's --eval-n 20)
+        assert sum(e.fields["answer"] == label for e in heldout) == 20
+        assert sum(e.fields["answer"] == label for e in heldout[:20]) == 5
     assert set(jsonl.labels) == labels and jsonl.primary == "macro_f1"  # a classification: collapse shows
     py = get_task(f"python:{TRIAGE / 'triage.py'}:triage", data=str(TRIAGE / "support.jsonl"))
-    assert [len(s) for s in py.split()] == [64, 20]
+    assert [len(s) for s in py.split()] == [64, 80]
 
 
 def test_triage_reward_table():
