@@ -128,7 +128,8 @@ def recommend(base: float, rows: list[dict], reward_mode: str) -> tuple[float | 
     if any(r["wide"] for r in rows):
         low = min(r["sigma"] for r in rows if r["wide"])
         return None, False, (f"every sigma at which the pairs differ also lowers the mean reward by more than "
-                             f"{near_limit(reward_mode):g} x the spread: probe smaller ones, e.g. --sigmas {low / 4:g},{low / 2:g}")
+                             f"{near_limit(reward_mode):g} x the spread: probe smaller ones, "
+                             f"e.g. --sigmas {low / 4:g},{low / 2:g}")
     top = max(rows, key=lambda r: r["sigma"])
     return None, False, (f"weak signal: fewer than {WIDE:.0%} of the pairs score differently at every sigma "
                          f"({top['pairs_differ']}/{top['pairs']} at {top['sigma']:g}); probe larger sigmas "
