@@ -19,6 +19,8 @@ def test_best_is_the_highest_trained_step_and_the_latest_on_a_tie():
     best = best_step(rows, steps_logged=40)
     assert (best.step, best.value, best.base, best.last_step, best.last_value) == (30, 0.4, 0.9, 40, 0.2)
     assert "step 30" in best.describe() and "base 0.900" in best.describe()
+    assert "below the base" in best.describe()  # 0.4 against 0.9: the export is worse than the start
+    assert "below the base" not in best_step([_row(0, 0.1), _row(10, 0.3)], 10).describe()
 
 
 def test_rows_beyond_the_log_and_rows_without_a_primary_metric_are_not_picked():

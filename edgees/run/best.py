@@ -29,7 +29,8 @@ class Best:
     def describe(self) -> str:
         base = "" if self.base is None else f"; base {self.base:.3f}"
         last = "" if self.last_step == self.step else f"; last evaluated step {self.last_step}: {self.last_value:.3f}"
-        return f"step {self.step} (held-out {self.metric} {self.value:.3f}{base}{last})"
+        below = "" if self.base is None or self.value >= self.base else "; below the base: no evaluated step beat it"
+        return f"step {self.step} (held-out {self.metric} {self.value:.3f}{base}{last}{below})"
 
 
 def best_step(rows: list[dict], steps_logged: int) -> Best | None:
