@@ -74,6 +74,12 @@ def split_p_yes(reply: str) -> tuple[str, float | None]:
     return reply, None
 
 
+def graded(examples: Sequence[Example], completions: Sequence[str]) -> tuple[list[tuple[str, str]], list[bool]]:
+    """Each completion as (answer, verdict reply), and whether its answer is right (lenient)."""
+    parts = [unjoin(c) for c in completions]
+    return parts, [lenient_correct(a, e.fields["answer"]) for e, (a, _) in zip(examples, parts)]
+
+
 def p_yes_of(completion: str) -> float | None:
     _, sep, reply = completion.rpartition(SEP)
     return split_p_yes(reply)[1] if sep else None
@@ -155,8 +161,7 @@ class Calibration(Arithmetic):
 
     def rewards(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
         check_lengths(self.name, examples, completions)
-        parts = [unjoin(c) for c in completions]
-        correct = [lenient_correct(a, e.fields["answer"]) for e, (a, _) in zip(examples, parts)]
+        parts, correct = graded(examples, completions)
         weight = {True: 1.0, False: 1.0}
         if self.reward_mode == "balanced":
             n_right = sum(correct)
@@ -175,8 +180,7 @@ class Calibration(Arithmetic):
 
     def metrics(self, examples, completions) -> dict[str, float]:
         check_lengths(self.name, examples, completions)
-        parts = [unjoin(c) for c in completions]
-        correct = [lenient_correct(a, e.fields["answer"]) for e, (a, _) in zip(examples, parts)]
+        parts, correct = graded(examples, completions)
         says = [verdict(r) for _, r in parts]
         yes_c = [s is True for s, ok in zip(says, correct) if ok]
         yes_w = [s is True for s, ok in zip(says, correct) if not ok]
