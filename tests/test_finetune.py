@@ -5,6 +5,8 @@ import subprocess
 
 from edgees import cli
 from edgees.fileio import sha256_file
+from edgees.gguf.reader import read_gguf
+from edgees.qes.trainable import trainable_tensors
 from edgees.run.log import read_steps
 from toy_task import edgees_cmd, finetune_args, subprocess_env, toy_model, write_answers, write_prompts
 
@@ -127,3 +129,37 @@ def test_alpha_decay_is_logged_per_step_and_replayed_exactly(tmp_path, capsys):
     assert [r.alpha for r in records] == [0.5, 0.5, 0.5 * (2 / 3) ** 0.5, 0.5 * (2 / 4) ** 0.5]
     assert cli.main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "replayed.gguf")]) == 0
     assert sha256_file(tmp_path / "live.gguf") == sha256_file(tmp_path / "replayed.gguf") == summary["export"]["sha256"]
+
+
+def _tensor_bytes(path) -> dict[str, bytes]:
+    info = read_gguf(path)
+    data = path.read_bytes()
+    return {t.name: data[t.offset:t.offset + t.nbytes] for t in info.tensors}
+
+
+def test_tensors_narrows_training_to_the_matching_names_and_export_replays_it(tmp_path, capsys):
+    """--tensors 'blk.0.*': only blk.0's linears move; the run.json keeps the globs, so export (a
+    replay) writes the live bytes, and a resume with other globs is refused."""
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=3, likelihood=True)
+    assert cli.main(args + ["--tensors", "blk.0.*", "--export", str(tmp_path / "live.gguf"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    base, live = _tensor_bytes(model), _tensor_bytes(tmp_path / "live.gguf")
+    moved = {name for name in base if base[name] != live[name]}
+    assert moved and all(name.startswith("blk.0.") for name in moved)
+    assert len({t.name for t in trainable_tensors(read_gguf(model)) if t.name.startswith("blk.0.")}) < \
+        len(trainable_tensors(read_gguf(model)))  # the toy has more than one block: the filter filtered
+    assert cli.main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "replayed.gguf")]) == 0
+    assert sha256_file(tmp_path / "replayed.gguf") == summary["export"]["sha256"]
+    resumed = finetune_args(model, tmp_path / "run", data, steps=4, likelihood=True, resume=True)
+    assert cli.main(resumed + ["--tensors", "blk.1.*"]) != 0
+    assert "--tensors differs from the run's" in capsys.readouterr().err
+
+
+def test_tensors_that_match_nothing_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=1, likelihood=True)
+    assert cli.main(args + ["--tensors", "blk.*.ffn_up.weight, blk.0.atn_q.*"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'blk.0.atn_q.*' matches no trainable tensor" in err[0] and "edgees info" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -146,6 +146,12 @@ def test_probe_cli_json_parses(toy, capsys):
     assert REPORT_KEYS <= set(report) and report["model"] == str(toy["model"])
     assert report["sigmas"] == [0.3, 1.0] and report["weights_restored"]
     assert sha256_file(toy["model"]) == base_sha
+    every = report["n_weights"]
+    assert cli.main(["probe", str(toy["model"]), "--task", f"jsonl:{toy['answers']}", "--task-opt",
+                     "reward=likelihood", "--n-members", "2", "--prompts", "1", "--sigmas", "1",
+                     "--threads", "1", "--tensors", "blk.0.ffn_*", "--json"]) == 0
+    narrowed = json.loads(capsys.readouterr().out)
+    assert narrowed["tensors"] == "blk.0.ffn_*" and 0 < narrowed["n_weights"] < every
 
 
 def test_probe_constant_reward_is_no_signal(toy, capsys):
@@ -168,6 +174,7 @@ def test_probe_constant_reward_is_no_signal(toy, capsys):
     (["--n-members", "1"], r"--n-members must be an even number >= 2 .*got 1"),
     (["--n-members", "5"], r"--n-members must be an even number >= 2 .*got 5"),
     (["--prompts", "0"], r"--prompts must be >= 1, got 0"),
+    (["--tensors", "blk.9.*"], r"--tensors 'blk\.9\.\*' matches no trainable tensor .*edgees info"),
 ])
 def test_probe_bad_input_is_one_line(toy, capsys, flags, says):
     import re

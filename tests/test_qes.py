@@ -143,7 +143,7 @@ def test_fixed_fields_are_those_that_fix_the_noise_and_the_update():
     fixed = qes.QESConfig.fixed_fields()
     # Pinned: resuming with any of these changed would replay the log into different weights.
     assert fixed == ["pairs", "prompts", "sigma", "gamma", "ef", "window", "coef", "seed",
-                     "include_embeddings"]
+                     "include_embeddings", "tensors"]
     resumable = {f.name for f in dataclasses.fields(qes.QESConfig)} - set(fixed)
     assert resumable == {"steps", "alpha", "alpha_decay", "eval_every", "eval_n", "checkpoint_every",
                          "checkpoint_keep"}

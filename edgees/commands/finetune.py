@@ -71,7 +71,7 @@ def register(sub) -> None:
         if isinstance(f.default, bool):
             p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
         else:
-            shown = "" if f.default is None else f" (default {f.default})"  # alpha's is in its help
+            shown = "" if f.default in (None, "") else f" (default {f.default})"  # alpha's, tensors' are in their help
             p.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None, metavar=f.metadata.get("metavar", f.name[0].upper()),
                            help=f"{f.metadata['help']}{shown}")
     p.add_argument("--minutes", type=float, default=None, help=RunOptions.help("minutes"))
@@ -114,6 +114,10 @@ def resolve_args(args):
     task = get_task(res.opts.task, **res.opts.task_opt)
     if header is not None:
         check_resume_config(header, res.cfg, res.opts.task)
+    if res.cfg.tensors:  # a glob that matches nothing is refused before the run dir is made
+        from edgees.gguf.reader import read_gguf
+        from edgees.qes.trainable import trainable_tensors
+        trainable_tensors(read_gguf(model), res.cfg.include_embeddings, res.cfg.tensors)
     if res.opts.minutes and res.sources.get("steps", "default") == "default":
         res = replace(res, cfg=replace(res.cfg, steps=UNTIL_BUDGET))  # --minutes, no --steps: until the budget
     return model, res, header, task

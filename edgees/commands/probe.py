@@ -50,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1, help="member seeds: those of step 1 of a run with this --seed")
     p.add_argument("--threads", type=positive_int, default=None, help="compute threads (default: all CPUs)")
     p.add_argument("--batch", type=positive_int, default=32, help="sequences decoded together (default 32)")
+    p.add_argument("--tensors", default="", metavar="GLOBS",
+                   help="probe noise on these tensors only, as finetune --tensors (default: every trainable tensor)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (the whole report)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -75,7 +77,8 @@ def run(args) -> int:
     progress, close = _bar(args.quiet or args.json)
     try:
         report = probe(path, task, sigmas=sigmas, n_members=args.n_members, n_prompts=args.prompts,
-                       seed=args.seed, threads=args.threads, batch=args.batch, progress=progress)
+                       seed=args.seed, threads=args.threads, batch=args.batch, tensors=args.tensors,
+                       progress=progress)
     finally:
         close()
     report["model"] = args.model

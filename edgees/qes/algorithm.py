@@ -66,6 +66,7 @@ class QESConfig:
     checkpoint_every: int = field(default=20, metadata={"resume": True, "help": "write a checkpoint every C steps and at every stop (0: never; the log alone still determines the weights)"})
     checkpoint_keep: int = field(default=2, metadata={"resume": True, "help": "checkpoints kept (older ones are deleted)"})
     include_embeddings: bool = field(default=False, metadata={"help": "also train token_embd / output"})
+    tensors: str = field(default="", metadata={"metavar": "GLOBS", "help": "train only the tensors whose names match one of these comma-separated globs, e.g. 'blk.*.ffn_*' or 'blk.2?.*' (`edgees info --tensors MODEL` lists the names); default: every trainable tensor"})
 
     def __post_init__(self) -> None:
         if self.alpha is None:  # the default follows sigma and pairs: a pair hit moves a code HIT_STEP

@@ -25,13 +25,15 @@ GROUP_BYTES = 4 << 20  # kernels run over ~4 MB of tensors at a time (see Weight
 
 class WeightState:
     def __init__(self, wc: WorkingCopy, ef: str = "replay", window: int = WINDOW, gamma: float = 0.9,
-                 include_embeddings: bool = False, threads: int | None = None, window_dir=None):
-        """window_dir: keep the replay window in files there instead of RAM (see window.py)."""
+                 include_embeddings: bool = False, threads: int | None = None, window_dir=None,
+                 tensors: str = ""):
+        """window_dir: keep the replay window in files there instead of RAM (see window.py);
+        tensors: globs narrowing the trained tensors (trainable.trainable_tensors)."""
         if ef not in EF_MODES:
             raise ValueError(f"unknown error-feedback mode {ef!r}")
         self.wc = wc
         self.ef, self.gamma, self.threads = ef, gamma, threads
-        self.slots = slots_for(wc, include_embeddings=include_embeddings)
+        self.slots = slots_for(wc, include_embeddings=include_embeddings, tensors=tensors)
         if not self.slots:
             raise UnsupportedModel(f"{wc.base_path}: no trainable tensors (see `edgees info`); "
                                    "edgees trains Q4_0..Q8_0, K-quants and IQ4 block weights")

@@ -4,11 +4,15 @@ Trained by default: the linear weights of the transformer blocks (`blk.*.weight`
 a type whose codes QES can move (gguf/quants.py). The token embedding and output head are trained
 only on request: they are often the largest tensors (gemma-3-270m's Q8_0 embedding is 168M of its
 ~270M weights), and a change there moves every token. Norms, biases and types without linear codes
-stay frozen.
+stay frozen. A run may narrow the set further by name (`--tensors 'blk.*.ffn_*'`): fewer weights
+under the same noise, as a LoRA run picks its target modules.
 """
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
+from edgees.errors import EdgeesError
 from edgees.gguf import quants
 from edgees.gguf.header import GGUFFile, TensorInfo
 from edgees.gguf.quants import frozen_reason, is_trainable
@@ -30,16 +34,32 @@ def tensor_status(t: TensorInfo) -> tuple[str, str]:
     return "frozen", "not a transformer-block linear weight"
 
 
-def trainable_tensors(info: GGUFFile, include_embeddings: bool = False) -> list[TensorInfo]:
-    """The tensors QES trains, in file order."""
+def patterns(tensors: str) -> list[str]:
+    """The globs of a --tensors value ("blk.*.ffn_*, blk.0.*"); [] (every trainable tensor) for ""."""
+    return [p.strip() for p in tensors.split(",") if p.strip()]
+
+
+def trainable_tensors(info: GGUFFile, include_embeddings: bool = False, tensors: str = "") -> list[TensorInfo]:
+    """The tensors QES trains, in file order: the trainable ones (and the embeddings on request),
+    narrowed to the names matching one of the `tensors` globs when it is given. A glob that matches
+    none of them is an error (a typo would otherwise train a different set than the user meant)."""
     ok = ("trainable", "on request") if include_embeddings else ("trainable",)
-    return sorted((t for t in info.tensors if tensor_status(t)[0] in ok), key=lambda t: t.offset)
+    found = sorted((t for t in info.tensors if tensor_status(t)[0] in ok), key=lambda t: t.offset)
+    globs = patterns(tensors)
+    if not globs:
+        return found
+    unmatched = [g for g in globs if not any(fnmatchcase(t.name, g) for t in found)]
+    if unmatched:
+        some = ", ".join(t.name for t in found[:3])
+        raise EdgeesError(f"--tensors {', '.join(repr(g) for g in unmatched)} matches no trainable tensor "
+                          f"(names look like {some}; `edgees info --tensors MODEL` lists them all)")
+    return [t for t in found if any(fnmatchcase(t.name, g) for g in globs)]
 
 
-def slots_for(working_copy, include_embeddings: bool = False) -> list[Slot]:
-    """Kernel slots for the trainable tensors of a WorkingCopy (writable views into its mapping)."""
+def slots_for(working_copy, include_embeddings: bool = False, tensors: str = "") -> list[Slot]:
+    """Kernel slots for the trained tensors of a WorkingCopy (writable views into its mapping)."""
     return [Slot(t.name, t.type_id, t.n_elements, working_copy.view(t.name))
-            for t in trainable_tensors(working_copy.info, include_embeddings)]
+            for t in trainable_tensors(working_copy.info, include_embeddings, tensors)]
 
 
 # ---- how far the noise moves each type ----------------------------------------------------

@@ -139,6 +139,7 @@ def recommend(base: float, rows: list[dict], reward_mode: str) -> tuple[float | 
 
 def probe(model_path, task, *, sigmas=DEFAULT_SIGMAS, n_members: int = 32, n_prompts: int = 16,
           seed: int = 1, threads: int | None = None, batch: int = 32, include_embeddings: bool = False,
+          tensors: str = "",
           progress: Progress | None = None) -> dict:
     """Probe `task` on the model at `model_path` (never written: the members live on a private
     working copy). Returns the report described in the module docstring, JSON-ready."""
@@ -153,9 +154,11 @@ def probe(model_path, task, *, sigmas=DEFAULT_SIGMAS, n_members: int = 32, n_pro
     total = 1 + n_members * len(sigmas)
     t0 = time.perf_counter()
     with WorkingCopy(Path(model_path)) as wc:
-        state = WeightState(wc, ef="off", threads=threads, include_embeddings=include_embeddings)
+        state = WeightState(wc, ef="off", threads=threads, include_embeddings=include_embeddings,
+                            tensors=tensors)
         try:
             before = wc.sha256()
+            n_weights = state.n_weights
             with load_live(wc, state.names[0], n_threads=threads, n_seq=batch,
                            max_tokens=task.max_tokens) as engine:
                 base = _mean_reward(task, engine, prompts)
@@ -180,7 +183,7 @@ def probe(model_path, task, *, sigmas=DEFAULT_SIGMAS, n_members: int = 32, n_pro
     sigma, no_signal, advice = recommend(base, rows, task.reward_mode)
     return {
         "task": task.name, "reward_mode": task.reward_mode, "prompts": len(prompts), "n_members": n_members,
-        "seed": seed, "sigmas": sigmas, "base_reward": base, "per_sigma": rows,
+        "seed": seed, "sigmas": sigmas, "tensors": tensors, "n_weights": n_weights, "base_reward": base, "per_sigma": rows,
         "recommended_sigma": sigma, "no_signal": no_signal, "advice": advice, "rule": RULE,
         "weights_sha256": before, "weights_restored": True, "seconds": time.perf_counter() - t0,
     }

@@ -141,7 +141,7 @@ def rebuild_run(run_path, model=None, step: int | None = None, check: str = "las
                            f"({str(header.get('base_sha256'))[:16]}..., {header.get('base_model')}); "
                            "pass the file the run was made on with --model")
         state = WeightState(wc, ef=cfg.ef, window=cfg.window, gamma=cfg.gamma,
-                            include_embeddings=cfg.include_embeddings, threads=threads)
+                            include_embeddings=cfg.include_embeddings, tensors=cfg.tensors, threads=threads)
         warnings: list[str] = []
         start = from_checkpoint(run_path, state, records, step, got, warnings) if checkpoints else 0
         rebuild(state, records, upto=step, check=check, progress=progress)

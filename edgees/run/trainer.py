@@ -133,7 +133,7 @@ class Trainer:
         have = check_run_dir(self.run.path, resume)
         self.wc = WorkingCopy(self.model_path)
         self.state = WeightState(self.wc, ef=cfg.ef, window=cfg.window, gamma=cfg.gamma,
-                                 include_embeddings=cfg.include_embeddings, threads=threads,
+                                 include_embeddings=cfg.include_embeddings, tensors=cfg.tensors, threads=threads,
                                  window_dir=self.run.path / WINDOW_DIR)
         if have:
             header = self.run.read_header()

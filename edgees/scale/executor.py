@@ -90,6 +90,7 @@ class RayExecutor(Executor):
         self.spec = WorkerSpec(
             base_path=str(self.worker_base_path or trainer.model_path.resolve()), base_sha256=trainer.base_sha,
             ef=cfg.ef, window=cfg.window, gamma=cfg.gamma, include_embeddings=cfg.include_embeddings,
+            tensors=cfg.tensors,
             threads=self.cluster.threads_per_worker, batch=self.batch, max_tokens=self.max_tokens,
             task=trainer.task_spec, task_options=trainer.task_options,
             eval_n=cfg.eval_n, train_sha256=split_sha256(trainer.train), cwd=os.getcwd())

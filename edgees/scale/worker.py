@@ -48,6 +48,7 @@ class WorkerSpec:
     window: int
     gamma: float
     include_embeddings: bool
+    tensors: str  # --tensors: globs narrowing the trained tensors
     threads: int  # the worker's compute threads: its engine's and its update's
     batch: int
     max_tokens: int
@@ -131,7 +132,7 @@ class Worker:
         self.wc = WorkingCopy(path)
         self._window_dir = _window_dir()  # the replay window on disk, as a run's
         self.state = WeightState(self.wc, ef=spec.ef, window=spec.window, gamma=spec.gamma,
-                                 include_embeddings=spec.include_embeddings, threads=spec.threads,
+                                 include_embeddings=spec.include_embeddings, tensors=spec.tensors, threads=spec.threads,
                                  window_dir=self._window_dir)
         from edgees.engine.engine import Engine, check_live_weights
         from edgees.tasks.base import get_task
