@@ -147,11 +147,13 @@ def test_probe_cli_json_parses(toy, capsys):
     assert report["sigmas"] == [0.3, 1.0] and report["weights_restored"]
     assert sha256_file(toy["model"]) == base_sha
     every = report["n_weights"]
-    assert cli.main(["probe", str(toy["model"]), "--task", f"jsonl:{toy['answers']}", "--task-opt",
-                     "reward=likelihood", "--n-members", "2", "--prompts", "1", "--sigmas", "1",
-                     "--threads", "1", "--tensors", "blk.0.ffn_*", "--json"]) == 0
+    narrow = ["probe", str(toy["model"]), "--task", f"jsonl:{toy['answers']}", "--task-opt", "reward=likelihood",
+              "--n-members", "2", "--prompts", "1", "--sigmas", "1", "--threads", "1", "--tensors", "blk.0.ffn_*"]
+    assert cli.main(narrow + ["--json"]) == 0
     narrowed = json.loads(capsys.readouterr().out)
     assert narrowed["tensors"] == "blk.0.ffn_*" and 0 < narrowed["n_weights"] < every
+    assert cli.main(narrow) == 0
+    assert f"noise on {narrowed['n_weights']:,} weights: the tensors matching blk.0.ffn_*" in capsys.readouterr().out
 
 
 def test_probe_constant_reward_is_no_signal(toy, capsys):

@@ -108,6 +108,8 @@ def _bar(quiet: bool):
 def _print(r: dict) -> None:
     print(f"{r['model']}  {r['task']} (reward={r['reward_mode']})  {r['prompts']} prompts, "
           f"{r['n_members']} members per sigma, seed {r['seed']}  ({r['seconds'] / 60:.1f} min)")
+    if r.get("tensors"):
+        print(f"noise on {r['n_weights']:,} weights: the tensors matching {r['tensors']}")
     print(f"base reward {r['base_reward']:.4f}")
     ks = [b["k"] for b in r["per_sigma"][0]["best_of_n"]]
     print(f"{'sigma':>8} {'mean':>8} {'vs base':>8} {'std':>7} {'min':>8} {'max':>8} {'pairs':>6}  "
