@@ -157,6 +157,20 @@ def test_two_workers_write_the_local_executors_log(toy, cluster, tmp_path, capsy
 
 
 @needs_ray
+def test_a_narrowed_run_on_ray_writes_the_local_log(toy, cluster, tmp_path, capsys):
+    """--tensors reaches the workers: they perturb the same narrowed set the local executor does."""
+    base, data, _ = toy
+    narrow = ["--tensors", "blk.0.ffn_*"]
+    r = subprocess.run(edgees_cmd(finetune_args(base, tmp_path / "local", data, steps=2) + narrow),
+                       capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    args = finetune_args(base, tmp_path / "ray", data, steps=2) + narrow + ["--executor", "ray", "--workers", "2"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert log_bytes(tmp_path / "ray") == log_bytes(tmp_path / "local")
+    assert json.loads((tmp_path / "ray" / "run.json").read_text())["config"]["tensors"] == "blk.0.ffn_*"
+
+
+@needs_ray
 def test_a_worker_killed_mid_step_has_its_members_rerun(toy, cluster, tmp_path, capsys):
     base, data, local = toy
     ex = executor(2)
