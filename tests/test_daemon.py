@@ -463,6 +463,13 @@ def test_a_job_resumes_a_run_that_predates_a_field_with_the_value_it_ran_with():
     assert resume_config(told, {"config": recorded}).alpha_decay == 30  # the file says: it wins
 
 
+def test_a_job_narrows_its_tensors_in_config():
+    job = parse_job(job_toml("m", 5).replace("eval_n = 2", 'eval_n = 2\ntensors = "blk.*.attn_*"'), Path("j.toml"))
+    assert job.cfg.tensors == "blk.*.attn_*"
+    with pytest.raises(JobError, match="tensors must be"):
+        parse_job(job_toml("m", 5).replace("eval_n = 2", "eval_n = 2\ntensors = 3"), Path("j.toml"))
+
+
 def test_daily_budget_counts_per_local_day(tmp_path):
     from edgees.daemon.budget import FILE, DailyBudget
     from edgees.daemon.jobs import FOREVER
