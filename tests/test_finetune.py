@@ -163,3 +163,5 @@ def test_tensors_that_match_nothing_is_a_one_line_error_and_writes_nothing(tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'blk.0.atn_q.*' matches no trainable tensor" in err[0] and "edgees info" in err[0]
     assert not (tmp_path / "run").exists()
+    assert cli.main(args + ["--tensors", "token_embd.*"]) != 0
+    assert "token_embd.weight trains only with --include-embeddings" in capsys.readouterr().err

@@ -51,8 +51,11 @@ def trainable_tensors(info: GGUFFile, include_embeddings: bool = False, tensors:
     unmatched = [g for g in globs if not any(fnmatchcase(t.name, g) for t in found)]
     if unmatched:
         some = ", ".join(t.name for t in found[:3])
+        embeddings = [t.name for t in info.tensors if tensor_status(t)[0] == "on request"
+                      and any(fnmatchcase(t.name, g) for g in unmatched)]
+        hint = f"; {embeddings[0]} trains only with --include-embeddings" if embeddings else ""
         raise EdgeesError(f"--tensors {', '.join(repr(g) for g in unmatched)} matches no trainable tensor "
-                          f"(names look like {some}; `edgees info --tensors MODEL` lists them all)")
+                          f"(names look like {some}; `edgees info --tensors MODEL` lists them all{hint})")
     return [t for t in found if any(fnmatchcase(t.name, g) for g in globs)]
 
 
