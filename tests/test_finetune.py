@@ -165,3 +165,6 @@ def test_tensors_that_match_nothing_is_a_one_line_error_and_writes_nothing(tmp_p
     assert not (tmp_path / "run").exists()
     assert cli.main(args + ["--tensors", "token_embd.*"]) != 0
     assert "token_embd.weight trains only with --include-embeddings" in capsys.readouterr().err
+    assert cli.main(args + ["--tensors", " , "]) != 0
+    assert "--tensors ' , ' names no glob" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

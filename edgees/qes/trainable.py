@@ -47,6 +47,9 @@ def trainable_tensors(info: GGUFFile, include_embeddings: bool = False, tensors:
     found = sorted((t for t in info.tensors if tensor_status(t)[0] in ok), key=lambda t: t.offset)
     globs = patterns(tensors)
     if not globs:
+        if tensors.strip():
+            raise EdgeesError(f"--tensors {tensors!r} names no glob; write e.g. --tensors 'blk.*.attn_*', "
+                              "or leave it out to train every trainable tensor")
         return found
     unmatched = [g for g in globs if not any(fnmatchcase(t.name, g) for t in found)]
     if unmatched:
