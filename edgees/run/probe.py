@@ -139,8 +139,7 @@ def recommend(base: float, rows: list[dict], reward_mode: str) -> tuple[float | 
 
 def probe(model_path, task, *, sigmas=DEFAULT_SIGMAS, n_members: int = 32, n_prompts: int = 16,
           seed: int = 1, threads: int | None = None, batch: int = 32, include_embeddings: bool = False,
-          tensors: str = "",
-          progress: Progress | None = None) -> dict:
+          tensors: str = "", progress: Progress | None = None) -> dict:
     """Probe `task` on the model at `model_path` (never written: the members live on a private
     working copy). Returns the report described in the module docstring, JSON-ready."""
     sigmas = [float(s) for s in sigmas]
@@ -183,7 +182,8 @@ def probe(model_path, task, *, sigmas=DEFAULT_SIGMAS, n_members: int = 32, n_pro
     sigma, no_signal, advice = recommend(base, rows, task.reward_mode)
     return {
         "task": task.name, "reward_mode": task.reward_mode, "prompts": len(prompts), "n_members": n_members,
-        "seed": seed, "sigmas": sigmas, "tensors": tensors, "n_weights": n_weights, "base_reward": base, "per_sigma": rows,
+        "seed": seed, "sigmas": sigmas, "tensors": tensors, "n_weights": n_weights,
+        "base_reward": base, "per_sigma": rows,
         "recommended_sigma": sigma, "no_signal": no_signal, "advice": advice, "rule": RULE,
         "weights_sha256": before, "weights_restored": True, "seconds": time.perf_counter() - t0,
     }
