@@ -526,3 +526,16 @@ def test_install_print_systemd_and_launchd():
     d = plistlib.loads(plist.encode())
     assert d["ProcessType"] == "Background" and d["LowPriorityIO"] is True
     assert d["ProgramArguments"][-3:] == ["daemon", "start", "--foreground"]
+
+
+def test_submit_refuses_a_tensors_glob_that_matches_nothing_and_writes_no_job(env):
+    bad = cli("daemon", "submit", "toy.gguf", "--task", "jsonl:answers.jsonl", "--name", "narrow",
+              "--tensors", "blk.*.nothing_*", check=False)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    assert "blk.*.nothing_*" in bad.stderr and not (jobs_dir() / "narrow.toml").exists()
+    ok = cli("daemon", "submit", "toy.gguf", "--task", "jsonl:answers.jsonl", "--name", "narrow",
+             "--tensors", "blk.*.attn_*").stdout
+    assert "narrow submitted" in ok and parse_job((jobs_dir() / "narrow.toml").read_text()).cfg.tensors
+    later = cli("daemon", "submit", "later.gguf", "--task", "jsonl:answers.jsonl", "--name", "later",
+                "--tensors", "blk.*.nothing_*").stdout  # the model is not there yet: checked when the job starts
+    assert "later submitted" in later

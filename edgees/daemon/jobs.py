@@ -217,6 +217,25 @@ def job_text(name: str, model: str, task: str, workdir: str, task_opt: dict, con
     return "\n".join(lines) + "\n"
 
 
+def check_tensors(job: Job) -> None:
+    """A [config] tensors glob that matches no trainable tensor of the job's model is the one-line
+    error finetune gives, at submit rather than when the job starts; a model not there yet (not
+    pulled, a file still to come) is left to the job's start, which resolves it again."""
+    if not job.cfg.tensors:
+        return
+    from edgees.errors import ModelNotFound
+    from edgees.gguf.reader import read_gguf
+    from edgees.models import resolve_model
+    from edgees.qes.trainable import trainable_tensors
+
+    file = job.workdir / Path(job.model).expanduser()  # as the runner resolves it: from the workdir
+    try:
+        path = resolve_model(file if file.is_file() else job.model)
+    except ModelNotFound:
+        return
+    trainable_tensors(read_gguf(path), job.cfg.include_embeddings, job.cfg.tensors)
+
+
 def submit(text: str, source: Path | None, jobs: Path, name: str | None = None) -> Job:
     """Check a job file's text and write it as <jobs>/<name>.toml atomically; a file of the
     user's gets `workdir` (its own dir) added so its relative paths keep working from there."""
@@ -227,6 +246,7 @@ def submit(text: str, source: Path | None, jobs: Path, name: str | None = None) 
         text = f"workdir = {toml_value(str(source.resolve().parent))}\n" + text
     if "name" not in tomllib.loads(text):
         text = f"name = {toml_value(job.name)}\n" + text
+    check_tensors(job)
     jobs.mkdir(parents=True, exist_ok=True)
     out = jobs / f"{job.name}.toml"
     atomic_write(out, text.encode())
