@@ -217,7 +217,8 @@ def test_pause_resume_sigterm_second_daemon_and_socket_modes(env):
         assert len(second.stderr.strip().splitlines()) == 1
         assert "already running" in cli("daemon", "start", check=False).stderr
         cli("daemon", "pause")
-        wait_for("paused", lambda: status()["jobs"]["long"]["state"] == "paused", proc)
+        # the job is marked paused when its member stops, the daemon a moment later ("pausing" between)
+        wait_for("paused", lambda: (lambda s: s["state"] == s["jobs"]["long"]["state"] == "paused")(status()), proc)
         st = status()
         assert st["pause_reason"] == "paused by the user" and st["state"] == "paused"
         held = st["jobs"]["long"]["step"]
@@ -461,6 +462,17 @@ def test_a_job_resumes_a_run_that_predates_a_field_with_the_value_it_ran_with():
     assert resume_config(job, {"config": {**recorded, "alpha_decay": ALPHA_DECAY}}) == job.cfg  # a new run
     told = parse_job(job_toml("m", 5).replace("eval_n = 2", "eval_n = 2\nalpha_decay = 30"), Path("j.toml"))
     assert resume_config(told, {"config": recorded}).alpha_decay == 30  # the file says: it wins
+
+
+def test_a_job_with_a_scored_reward_starts_at_a_constant_step_and_resumes_with_what_it_ran_with():
+    from edgees.daemon.jobs import resume_config, task_defaults
+    job = parse_job(job_toml("m", 5), Path("j.toml"))
+    assert task_defaults(job, "likelihood").alpha_decay == 0 and task_defaults(job, "generate").alpha_decay == 20
+    told = parse_job(job_toml("m", 5).replace("eval_n = 2", "eval_n = 2\nalpha_decay = 30"), Path("j.toml"))
+    assert task_defaults(told, "likelihood").alpha_decay == 30
+    ran = {k: getattr(job.cfg, k) for k in ("pairs", "prompts", "sigma", "alpha", "window")}
+    assert resume_config(job, {"config": {**ran, "alpha_decay": 0}}).alpha_decay == 0  # not the file's default 20
+    assert resume_config(told, {"config": {**ran, "alpha_decay": 0}}).alpha_decay == 30
 
 
 def test_a_job_narrows_its_tensors_in_config():
