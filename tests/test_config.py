@@ -263,6 +263,20 @@ def test_a_resumed_run_that_predates_alpha_decay_keeps_a_constant_alpha():
     assert resolve({}, header={"config": new, "task": "arithmetic"}).cfg.alpha_decay == 20
 
 
+def test_alpha_decay_defaults_to_a_constant_step_for_a_reward_scored_on_reference_answers():
+    """Left out, alpha_decay is 20 for a generated reward and 0 for likelihood, margin and labels;
+    given on the command line or in a file, or recorded in run.json, it is taken as it is."""
+    from edgees.run.config import for_task, resolve
+    res = resolve({"task": "arithmetic"})
+    assert for_task(res, "generate").cfg.alpha_decay == 20
+    for mode in ("likelihood", "margin", "labels"):
+        scored = for_task(res, mode)
+        assert (scored.cfg.alpha_decay, scored.label("alpha_decay")) == (0, "default for the task's reward")
+    assert for_task(resolve({"task": "arithmetic", "alpha_decay": 20}), "likelihood").cfg.alpha_decay == 20
+    header = {"config": asdict(QESConfig()), "task": "arithmetic"}  # a scored run that ran with 20
+    assert for_task(resolve({}, header=header), "likelihood").cfg.alpha_decay == 20
+
+
 def test_a_resumed_run_keeps_the_replay_window_it_ran_with():
     """The window went from 50 to 25 steps; a run keeps its own (recorded, or 50 if it predates the
     record), and a new run takes 25. A fixed field: a resume may not change it."""

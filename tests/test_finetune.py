@@ -109,6 +109,15 @@ def test_minutes_without_steps_runs_until_the_budget(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out)["config"]["steps"] == steps, extra
 
 
+def test_a_reward_scored_on_reference_answers_defaults_to_a_constant_step(tmp_path, capsys):
+    """--alpha-decay left out: 0 with reward=likelihood, 20 with a generated reward; given: as given."""
+    model, data = _toy(tmp_path)
+    for likelihood, extra, decay in ((True, [], 0), (False, [], 20), (True, ["--alpha-decay", "20"], 20)):
+        args = finetune_args(model, tmp_path / "run", data, steps=1, likelihood=likelihood)
+        assert cli.main(args + extra + ["--dry-run", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["config"]["alpha_decay"] == decay, (likelihood, extra)
+
+
 def test_a_step_that_moves_no_codes_is_warned_about_once(tmp_path, capsys):
     model, data = _toy(tmp_path)
     args = finetune_args(model, tmp_path / "run", data, steps=3, alpha=1e-6, likelihood=True)

@@ -71,7 +71,7 @@ def register(sub) -> None:
         if isinstance(f.default, bool):
             p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
         else:
-            shown = "" if f.default in (None, "") else f" (default {f.default})"  # alpha's, tensors' are in their help
+            shown = "" if f.default in (None, "") or f.metadata.get("default_in_help") else f" (default {f.default})"
             p.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None, metavar=f.metadata.get("metavar", f.name[0].upper()),
                            help=f"{f.metadata['help']}{shown}")
     p.add_argument("--minutes", type=float, default=None, help=RunOptions.help("minutes"))
@@ -100,7 +100,7 @@ def resolve_args(args):
     makes that needs no model load: an existing run without --resume, a resume that changes a
     fixed field or the task, a task or task option that does not exist, a setting out of range."""
     from edgees.models import resolve_model
-    from edgees.run.config import resolve
+    from edgees.run.config import for_task, resolve
     from edgees.run.log import RunDir
     from edgees.run.trainer import check_resume_config, check_run_dir
     from edgees.tasks.base import get_task
@@ -112,6 +112,7 @@ def resolve_args(args):
     res = resolve(given(args, [f.name for f in fields(qes.QESConfig)] + list(RUN_OPTIONS)), args.config, header)
     model = resolve_model(args.model)
     task = get_task(res.opts.task, **res.opts.task_opt)
+    res = for_task(res, task.reward_mode)
     if header is not None:
         check_resume_config(header, res.cfg, res.opts.task)
     if res.cfg.tensors:  # a glob that matches nothing is refused before the run dir is made

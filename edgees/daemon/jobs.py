@@ -36,7 +36,8 @@ from pathlib import Path
 
 from edgees.errors import EdgeesError
 from edgees.fileio import atomic_write
-from edgees.qes.algorithm import QESConfig
+from edgees.qes.algorithm import QESConfig, default_alpha_decay
+from edgees.tasks.base import TEACHER_FORCED
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,12 +177,27 @@ def parse_job(text: str, path: Path | None = None, default_name: str | None = No
                path=path, config_keys=frozenset(config))
 
 
+TASK_DEFAULTED = ("alpha_decay",)  # config fields whose default follows the task (task_defaults)
+
+
+def task_defaults(job: Job, reward_mode: str) -> QESConfig:
+    """The config a job starts a new run with: the file's, with the defaults that follow the task's
+    reward (alpha_decay: default_alpha_decay) for the keys the file does not set, as finetune's
+    run/config.for_task."""
+    if "alpha_decay" in job.config_keys:
+        return job.cfg
+    return replace(job.cfg, alpha_decay=default_alpha_decay(reward_mode in TEACHER_FORCED))
+
+
 def resume_config(job: Job, header: dict) -> QESConfig:
     """The config a job resumes its run with: the file's, except that a field the run predates (its
     run.json does not record it) and the file does not set keeps the value the run ran with (the
-    field's "absent" metadata: alpha_decay 0), as `finetune --resume` does; a new default never
-    changes a running job's course unless its file asks for it."""
-    keep = {k: v for k, v in QESConfig.predated(header).items() if k not in job.config_keys}
+    field's "absent" metadata: alpha_decay 0), and a field whose default follows the task
+    (TASK_DEFAULTED) keeps the value run.json records, as `finetune --resume` does; a new default
+    never changes a running job's course unless its file asks for it."""
+    recorded = header.get("config", {})
+    keep = {**QESConfig.predated(header), **{k: recorded[k] for k in TASK_DEFAULTED if k in recorded}}
+    keep = {k: v for k, v in keep.items() if k not in job.config_keys}
     return replace(job.cfg, **keep) if keep else job.cfg
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edgees.errors import EdgeesError
 from edgees.daemon.budget import DailyBudget
-from edgees.daemon.jobs import Job, JobError, read_job, resume_config
+from edgees.daemon.jobs import Job, JobError, read_job, resume_config, task_defaults
 from edgees.daemon.paths import jobs_dir, runs_dir
 from edgees.daemon.policy import Policy
 from edgees.daemon.publish import publish
@@ -335,7 +335,7 @@ class Runner:
         resume = (run_path / "run.json").exists()
         log.info("job %s: opening %s (%s)", job.name, model, "resuming" if resume else "new run")
         events = JobEvents(st)
-        cfg = resume_config(job, RunDir(run_path).read_header()) if resume else job.cfg
+        cfg = resume_config(job, RunDir(run_path).read_header()) if resume else task_defaults(job, task.reward_mode)
         trainer = Trainer(model, task, job.task, run_path, cfg, resume=resume, task_options=job.task_opt,
                           events=events, threads=job.threads, model_name=store_name(job.model),
                           engine_factory=lambda p: Engine(p, n_threads=job.threads, n_seq=job.batch,

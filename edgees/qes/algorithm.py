@@ -30,8 +30,18 @@ def default_alpha(sigma: float, pairs: int) -> float:
 
 # From step ALPHA_DECAY on, step t takes alpha x sqrt(ALPHA_DECAY / t). Measured on SmolLM2 arithmetic,
 # three seeds, an hour (docs/results/arithmetic-alpha-decay.md): at a constant alpha held-out peaked
-# at steps 40-50 and fell back; decayed from step 20, the last step stayed near the best.
+# at steps 40-50 and fell back; decayed from step 20, the last step stayed near the best. That is a
+# reward scored on generated answers; one scored on reference answers (likelihood, margin, labels)
+# kept climbing at a constant alpha where the decay froze it (docs/results/alpha-decay-scored.md),
+# so those runs default to ALPHA_DECAY_SCORED: a constant step size.
 ALPHA_DECAY = 20
+ALPHA_DECAY_SCORED = 0
+
+
+def default_alpha_decay(scored: bool) -> int:
+    """alpha_decay's default for a run whose reward is scored on reference answers (scored) or on
+    generated ones."""
+    return ALPHA_DECAY_SCORED if scored else ALPHA_DECAY
 
 # The replay window K: error feedback replays the code moves of the last K steps. 50 until
 # 2026-12-07; at 25 the update costs about half (8.3-8.5% of a step against 11-15%), and three seeds
@@ -55,7 +65,7 @@ class QESConfig:
     prompts: int = field(default=12, metadata={"help": "training prompts per member per step"})
     sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (the same relative step on every type)"})
     alpha: float | None = field(default=None, metadata={"resume": True, "kind": float, "help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that); default 0.25 x sigma x pairs (0.02 at the default sigma and pairs): a hit moves a code a quarter step whatever --pairs and --sigma are"})
-    alpha_decay: int = field(default=ALPHA_DECAY, metadata={"resume": True, "metavar": "T", "absent": 0, "help": "step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T), so what the first steps won is kept; 0: a constant step size. Each step's alpha is logged, so export and resume replay it exactly"})
+    alpha_decay: int = field(default=ALPHA_DECAY, metadata={"resume": True, "metavar": "T", "absent": 0, "help": "step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T), so what the first steps won is kept; 0: a constant step size. Default 20 for a reward scored on generated answers, 0 for one scored on reference answers (reward=likelihood, margin, labels), which keeps climbing at a constant step. Each step's alpha is logged, so export and resume replay it exactly", "default_in_help": True})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
     window: int = field(default=WINDOW, metadata={"absent": 50, "help": "replay window K (steps): error feedback replays the last K steps' code moves; the update's time grows with K"})

@@ -22,11 +22,12 @@ from __future__ import annotations
 import difflib
 import json
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from edgees.errors import EdgeesError
-from edgees.qes.algorithm import QESConfig
+from edgees.qes.algorithm import QESConfig, default_alpha_decay
+from edgees.tasks.base import TEACHER_FORCED
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,6 +112,8 @@ class Resolved:
         source = self.sources.get(key, "default")
         if key == "alpha" and source == "default":
             return "default: 0.25 x sigma x pairs"
+        if key == "alpha_decay" and source == "default":
+            return "default for the task's reward"
         return {"cli": "command line", "file": str(self.config_file)}.get(source, source)
 
 
@@ -192,6 +195,15 @@ def resolve(cli: dict, config_file=None, header: dict | None = None) -> Resolved
         raise ConfigError('no task given: pass --task NAME (see `edgees tasks ls`) or set task = "NAME" '
                           "in a --config file")
     return res
+
+
+def for_task(res: Resolved, reward_mode: str) -> Resolved:
+    """The settings with the defaults that follow the task's reward: alpha_decay, when no source set
+    it, is default_alpha_decay() of whether the reward is scored on reference answers."""
+    if res.sources.get("alpha_decay", "default") != "default":
+        return res
+    decay = default_alpha_decay(reward_mode in TEACHER_FORCED)
+    return replace(res, cfg=replace(res.cfg, alpha_decay=decay)) if decay != res.cfg.alpha_decay else res
 
 
 def to_toml(res: Resolved, comments: list[str] = ()) -> str:
