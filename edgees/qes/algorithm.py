@@ -43,6 +43,7 @@ def default_alpha_decay(scored: bool) -> int:
     generated ones."""
     return ALPHA_DECAY_SCORED if scored else ALPHA_DECAY
 
+
 # The replay window K: error feedback replays the code moves of the last K steps. 50 until
 # 2026-12-07; at 25 the update costs about half (8.3-8.5% of a step against 11-15%), and three seeds
 # of an hour learned as much (docs/results/arithmetic-window-25.md).
