@@ -36,8 +36,8 @@ from pathlib import Path
 
 from edgees.errors import EdgeesError
 from edgees.fileio import atomic_write
-from edgees.qes.algorithm import QESConfig, default_alpha_decay
-from edgees.tasks.base import TEACHER_FORCED
+from edgees.qes.algorithm import QESConfig
+from edgees.run import config as run_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -177,16 +177,11 @@ def parse_job(text: str, path: Path | None = None, default_name: str | None = No
                path=path, config_keys=frozenset(config))
 
 
-TASK_DEFAULTED = ("alpha_decay",)  # config fields whose default follows the task (task_defaults)
-
-
 def task_defaults(job: Job, reward_mode: str) -> QESConfig:
-    """The config a job starts a new run with: the file's, with the defaults that follow the task's
-    reward (alpha_decay: default_alpha_decay) for the keys the file does not set, as finetune's
-    run/config.for_task."""
-    if "alpha_decay" in job.config_keys:
-        return job.cfg
-    return replace(job.cfg, alpha_decay=default_alpha_decay(reward_mode in TEACHER_FORCED))
+    """The config a job starts a new run with: the file's, with run/config.task_defaults() for the
+    keys its [config] does not set, as finetune's run/config.for_task."""
+    unset = {k: v for k, v in run_config.task_defaults(reward_mode).items() if k not in job.config_keys}
+    return replace(job.cfg, **unset) if unset else job.cfg
 
 
 def resume_config(job: Job, header: dict) -> QESConfig:
@@ -196,7 +191,7 @@ def resume_config(job: Job, header: dict) -> QESConfig:
     (TASK_DEFAULTED) keeps the value run.json records, as `finetune --resume` does; a new default
     never changes a running job's course unless its file asks for it."""
     recorded = header.get("config", {})
-    keep = {**QESConfig.predated(header), **{k: recorded[k] for k in TASK_DEFAULTED if k in recorded}}
+    keep = {**QESConfig.predated(header), **{k: recorded[k] for k in run_config.TASK_DEFAULTED if k in recorded}}
     keep = {k: v for k, v in keep.items() if k not in job.config_keys}
     return replace(job.cfg, **keep) if keep else job.cfg
 

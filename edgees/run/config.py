@@ -197,13 +197,19 @@ def resolve(cli: dict, config_file=None, header: dict | None = None) -> Resolved
     return res
 
 
+TASK_DEFAULTED = ("alpha_decay",)  # the config fields whose default follows the task (task_defaults)
+
+
+def task_defaults(reward_mode: str) -> dict:
+    """{field: its default for a task with this reward} for the TASK_DEFAULTED fields: alpha_decay is
+    default_alpha_decay() of whether the reward is scored on reference answers."""
+    return {"alpha_decay": default_alpha_decay(reward_mode in TEACHER_FORCED)}
+
+
 def for_task(res: Resolved, reward_mode: str) -> Resolved:
-    """The settings with the defaults that follow the task's reward: alpha_decay, when no source set
-    it, is default_alpha_decay() of whether the reward is scored on reference answers."""
-    if res.sources.get("alpha_decay", "default") != "default":
-        return res
-    decay = default_alpha_decay(reward_mode in TEACHER_FORCED)
-    return replace(res, cfg=replace(res.cfg, alpha_decay=decay)) if decay != res.cfg.alpha_decay else res
+    """The settings with task_defaults() for the fields no source set."""
+    unset = {k: v for k, v in task_defaults(reward_mode).items() if res.sources.get(k, "default") == "default"}
+    return replace(res, cfg=replace(res.cfg, **unset)) if unset else res
 
 
 def to_toml(res: Resolved, comments: list[str] = ()) -> str:
