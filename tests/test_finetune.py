@@ -127,6 +127,19 @@ def test_a_step_that_moves_no_codes_is_warned_about_once(tmp_path, capsys):
     assert err.count("moved no codes") == 1 and "raise --alpha" in err
 
 
+def test_stderr_that_is_not_a_terminal_gets_one_line_a_step_not_a_bar(tmp_path, capsys):
+    """A log file, nohup or a service's journal reads `edgees: step t/T: ...` lines, not redraws."""
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=2, likelihood=True)
+    args.remove("--quiet")
+    assert cli.main(args) == 0
+    lines = capsys.readouterr().err.splitlines()
+    steps = [line for line in lines if line.startswith("edgees: step ")]
+    assert [line.split(":")[1] for line in steps] == [" step 1/2", " step 2/2"]
+    assert all("codes moved" in line for line in steps)
+    assert not any("member/s" in line or "\r" in line for line in lines)
+
+
 def test_alpha_decay_is_logged_per_step_and_replayed_exactly(tmp_path, capsys):
     """--alpha-decay T: steps after T take alpha x sqrt(T/t); the log keeps each step's alpha, so
     `edgees export` (a replay) writes the bytes the run ended with."""

@@ -244,6 +244,8 @@ class Progress(TrainerEvents):
     def __init__(self, steps: int, pairs: int, quiet: bool, task=None):
         self.steps, self.members, self.quiet, self.task = steps, 2 * pairs, quiet, task
         self.bar = None
+        # Not a terminal (a log file, nohup, a service's journal): one line a step, not a bar's redraws.
+        self.lines = not sys.stderr.isatty()
         self._replay, self._close_replay = progress_bar("replaying", quiet)
 
     def status(self, msg: str) -> None:
@@ -261,7 +263,7 @@ class Progress(TrainerEvents):
             print(f"edgees: held-out at step {step}: {shown}", file=sys.stderr)
 
     def member(self, step: int, member: int, reward: float) -> None:
-        if self.quiet:
+        if self.quiet or self.lines:
             return
         if self.bar is None:
             from tqdm import tqdm
@@ -274,6 +276,10 @@ class Progress(TrainerEvents):
         self.bar.set_description(f"step {step + 1}{of}")
 
     def step(self, row: dict) -> None:
+        if self.lines and not self.quiet:
+            of = "" if self.steps >= UNTIL_BUDGET else f"/{self.steps}"
+            print(f"edgees: step {row['step']}{of}: reward {row['reward_mean']:.3f}, "
+                  f"{row['changed']} codes moved, {row['step_seconds']:.1f} s", file=sys.stderr, flush=True)
         if self.bar is not None:
             post = {"reward": f"{row['reward_mean']:.3f}", "moved": row["changed"]}
             if "heldout" in row:
