@@ -53,6 +53,13 @@ best: the best held-out step, what --export writes).
 """
 
 UNTIL_BUDGET = 10**9  # the step limit of `--minutes M` without --steps: the time budget ends the run
+
+
+def of_steps(steps: int) -> str:
+    """What follows a step number: "/T", or nothing when the run goes until its time budget."""
+    return "" if steps >= UNTIL_BUDGET else f"/{steps}"
+
+
 RUN_OPTIONS = ("task", "task_opt", "threads", "batch", "minutes", "executor", "address", "workers",
                "threads_per_worker")
 
@@ -189,8 +196,7 @@ def run(args) -> int:
         print(json.dumps(summary))
     else:
         state = "stopped (resume with --resume)" if summary["stopped"] else "done"
-        of = "" if summary["steps"] >= UNTIL_BUDGET else f"/{summary['steps']}"
-        print(f"{state}: {summary['steps_done']}{of} steps in {summary['run']}")
+        print(f"{state}: {summary['steps_done']}{of_steps(summary['steps'])} steps in {summary['run']}")
         if summary["first_heldout"] and summary["last_heldout"]:
             (s0, m0), (s1, m1) = summary["first_heldout"], summary["last_heldout"]
             for i, k in enumerate(trainer.task.leading(m0)):
@@ -272,13 +278,11 @@ class Progress(TrainerEvents):
             self.bar = tqdm(total=total, unit="member", file=sys.stderr,
                             dynamic_ncols=True)
         self.bar.update(1)
-        of = "" if self.steps >= UNTIL_BUDGET else f"/{self.steps}"
-        self.bar.set_description(f"step {step + 1}{of}")
+        self.bar.set_description(f"step {step + 1}{of_steps(self.steps)}")
 
     def step(self, row: dict) -> None:
         if self.lines and not self.quiet:
-            of = "" if self.steps >= UNTIL_BUDGET else f"/{self.steps}"
-            print(f"edgees: step {row['step']}{of}: reward {row['reward_mean']:.3f}, "
+            print(f"edgees: step {row['step']}{of_steps(self.steps)}: reward {row['reward_mean']:.3f}, "
                   f"{row['changed']} codes moved, {row['step_seconds']:.1f} s", file=sys.stderr, flush=True)
         if self.bar is not None:
             post = {"reward": f"{row['reward_mean']:.3f}", "moved": row["changed"]}
