@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgees.engine.engine import Engine  # noqa: E402
+from edgees.errors import EdgeesError  # noqa: E402
 from edgees.models import resolve_model  # noqa: E402
 from edgees.tasks.arithmetic import Arithmetic  # noqa: E402
 
@@ -74,7 +75,10 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     for name in args.models:
-        r = report(str(resolve_model(name)), args.n, args.threads)
+        try:
+            r = report(str(resolve_model(name)), args.n, args.threads)
+        except EdgeesError as e:
+            raise SystemExit(f"digit_loglik: {e}") from None
         if args.json:
             print(json.dumps(r))
             continue

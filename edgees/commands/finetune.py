@@ -79,8 +79,8 @@ def register(sub) -> None:
             p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
         else:
             shown = "" if f.default in (None, "") or f.metadata.get("default_in_help") else f" (default {f.default})"
-            p.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None, metavar=f.metadata.get("metavar", f.name[0].upper()),
-                           help=f"{f.metadata['help']}{shown}")
+            p.add_argument(flag, type=qes.QESConfig.kind(f.name), default=None,
+                           metavar=f.metadata.get("metavar", f.name[0].upper()), help=f"{f.metadata['help']}{shown}")
     p.add_argument("--minutes", type=float, default=None, help=RunOptions.help("minutes"))
     p.add_argument("--executor", choices=("local", "ray"), default=None, help=RunOptions.help("executor"))
     p.add_argument("--address", default=None, metavar="ADDR", help=RunOptions.help("address"))
@@ -89,7 +89,8 @@ def register(sub) -> None:
                    help=RunOptions.help("threads_per_worker"))
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved settings and exit: no model loaded, nothing written")
-    p.add_argument("--json", action="store_true", help="print the final summary (or --dry-run's settings) as one JSON object")
+    p.add_argument("--json", action="store_true",
+                   help="print the final summary (or --dry-run's settings) as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--export", metavar="OUT.gguf", default=None,
                    help="at the end of the run, write the adapted model here: the step with the best held-out "
