@@ -153,6 +153,24 @@ def test_alpha_decay_is_logged_per_step_and_replayed_exactly(tmp_path, capsys):
     assert sha256_file(tmp_path / "live.gguf") == sha256_file(tmp_path / "replayed.gguf") == summary["export"]["sha256"]
 
 
+def test_alpha_floor_stops_the_decay_and_export_replays_it(tmp_path, capsys):
+    """--alpha-floor F: the decayed step size stays at F x alpha once sqrt(T/t) falls below F; the
+    log keeps each step's alpha, so export replays the run's bytes; F outside [0, 1] is refused."""
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=4, alpha=0.5, likelihood=True)
+    assert cli.main(args + ["--alpha-decay", "1", "--alpha-floor", "0.6", "--export", str(tmp_path / "live.gguf"),
+                            "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    records, _, _ = read_steps(tmp_path / "run" / "steps.log")
+    assert [r.alpha for r in records] == [0.5, 0.5 * (1 / 2) ** 0.5, 0.5 * 0.6, 0.5 * 0.6]
+    assert cli.main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "replayed.gguf")]) == 0
+    assert sha256_file(tmp_path / "live.gguf") == sha256_file(tmp_path / "replayed.gguf") == summary["export"]["sha256"]
+    bad = finetune_args(model, tmp_path / "run2", data, steps=1, likelihood=True) + ["--alpha-floor", "1.5"]
+    assert cli.main(bad) == 2
+    assert "--alpha-floor must be in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()
+
+
 def _tensor_bytes(path) -> dict[str, bytes]:
     info = read_gguf(path)
     data = path.read_bytes()

@@ -145,7 +145,7 @@ def test_fixed_fields_are_those_that_fix_the_noise_and_the_update():
     assert fixed == ["pairs", "prompts", "sigma", "gamma", "ef", "window", "coef", "seed",
                      "include_embeddings", "tensors"]
     resumable = {f.name for f in dataclasses.fields(qes.QESConfig)} - set(fixed)
-    assert resumable == {"steps", "alpha", "alpha_decay", "eval_every", "eval_n", "checkpoint_every",
+    assert resumable == {"steps", "alpha", "alpha_decay", "alpha_floor", "eval_every", "eval_n", "checkpoint_every",
                          "checkpoint_keep"}
     assert all(f.metadata.get("help") for f in dataclasses.fields(qes.QESConfig))
 
@@ -155,3 +155,10 @@ def test_step_alpha_decays_as_the_inverse_square_root_after_t():
     assert [qes.step_alpha(0.02, 10, t) for t in (0, 9)] == [0.02, 0.02]
     assert qes.step_alpha(0.02, 10, 39) == pytest.approx(0.01)  # step 40 = 4T: half alpha
     assert qes.QESConfig(alpha_decay=-1).problems() == [("alpha_decay", "must be >= 0")]
+
+
+def test_step_alpha_stops_decaying_at_the_floor():
+    assert qes.step_alpha(0.02, 10, 39, floor=0.6) == pytest.approx(0.012)  # sqrt(10/40) = 0.5 < 0.6
+    assert qes.step_alpha(0.02, 10, 14, floor=0.6) == pytest.approx(0.02 * (10 / 15) ** 0.5)  # 0.82: above it
+    assert qes.step_alpha(0.02, 0, 999, floor=0.6) == 0.02  # no decay, nothing to floor
+    assert qes.QESConfig(alpha_floor=1.5).problems() == [("alpha_floor", "must be in [0, 1] (a share of alpha)")]

@@ -66,7 +66,8 @@ class QESConfig:
     prompts: int = field(default=12, metadata={"help": "training prompts per member per step"})
     sigma: float = field(default=0.01, metadata={"help": "noise scale in 4-bit code steps (the same relative step on every type)"})
     alpha: float | None = field(default=None, metadata={"resume": True, "kind": float, "help": "step size: a pair hit moves a 4-bit code by alpha/(sigma*pairs)*a_j steps (a 5-, 6-, 8-bit code by 2, 4, 16 times that); default 0.25 x sigma x pairs (0.02 at the default sigma and pairs): a hit moves a code a quarter step whatever --pairs and --sigma are"})
-    alpha_decay: int = field(default=ALPHA_DECAY, metadata={"resume": True, "metavar": "T", "absent": 0, "help": "step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T), so what the first steps won is kept; 0: a constant step size. Default 20 for a reward scored on generated answers, 0 for one scored on reference answers (reward=likelihood, margin, labels), which keeps climbing at a constant step. Each step's alpha is logged, so export and resume replay it exactly", "default_in_help": True})
+    alpha_decay: int = field(default=ALPHA_DECAY, metadata={"resume": True, "metavar": "T", "absent": 0, "help": "step-size decay: from step T on, step t uses alpha x sqrt(T/t) (half alpha at 4T), so what the first steps won is kept (down to --alpha-floor); 0: a constant step size. Default 20 for a reward scored on generated answers, 0 for one scored on reference answers (reward=likelihood, margin, labels), which keeps climbing at a constant step. Each step's alpha is logged, so export and resume replay it exactly", "default_in_help": True})
+    alpha_floor: float = field(default=0.0, metadata={"resume": True, "absent": 0.0, "metavar": "F", "help": "with --alpha-decay: the step size decays no lower than this share of alpha (e.g. 0.7: a pair hit still moves a code ~0.18 of a step), so a long run keeps moving codes; 0: no floor"})
     gamma: float = field(default=0.9, metadata={"help": "error-feedback decay"})
     ef: str = field(default="replay", metadata={"help": "error feedback: replay | residual | off"})
     window: int = field(default=WINDOW, metadata={"absent": 50, "help": "replay window K (steps): error feedback replays the last K steps' code moves; the update's time grows with K"})
@@ -127,6 +128,8 @@ class QESConfig:
             out.append(("sigma", "must be in (0, 4] code steps (0.01 is a good start)"))
         if not (self.alpha > 0.0):  # noqa: SIM201 (NaN is refused too)
             out.append(("alpha", "must be > 0"))
+        if not (0.0 <= self.alpha_floor <= 1.0):
+            out.append(("alpha_floor", "must be in [0, 1] (a share of alpha)"))
         if not (0.0 <= self.gamma < 1.0):
             out.append(("gamma", "must be in [0, 1)"))
         return out
@@ -138,11 +141,12 @@ class QESConfig:
             raise EdgeesError("; ".join(f"--{name.replace('_', '-')} {what}" for name, what in problems))
 
 
-def step_alpha(alpha: float, decay: int, step: int) -> float:
-    """The step size of step `step` (0-based): alpha, or alpha x sqrt(T / (step + 1)) from step T on."""
+def step_alpha(alpha: float, decay: int, step: int, floor: float = 0.0) -> float:
+    """The step size of step `step` (0-based): alpha, or alpha x sqrt(T / (step + 1)) from step T on,
+    never below floor x alpha."""
     if decay <= 0 or step + 1 <= decay:
         return alpha
-    return alpha * (decay / (step + 1)) ** 0.5
+    return alpha * max((decay / (step + 1)) ** 0.5, floor)
 
 
 def pair_seeds(run_seed: int, step: int, pairs: int) -> tuple[int, ...]:

@@ -212,7 +212,7 @@ class Trainer:
             t_eval = time.perf_counter() - t_eval
             coefs = qes.coefficients(np.array(r_plus), np.array(r_minus), cfg.coef)
             t_up = time.perf_counter()
-            alpha = qes.step_alpha(cfg.alpha, cfg.alpha_decay, t)
+            alpha = qes.step_alpha(cfg.alpha, cfg.alpha_decay, t, cfg.alpha_floor)
             spec = StepSpec(seeds, tuple(float(a) for a in coefs), alpha, cfg.sigma)
             self.executor.update(t, spec)  # workers apply it beside us; their hashes are checked once it is logged
             stats = apply_step(state, spec, t)
