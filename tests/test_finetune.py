@@ -165,6 +165,9 @@ def test_alpha_floor_stops_the_decay_and_export_replays_it(tmp_path, capsys):
     assert [r.alpha for r in records] == [0.5, 0.5 * (1 / 2) ** 0.5, 0.5 * 0.6, 0.5 * 0.6]
     assert cli.main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "replayed.gguf")]) == 0
     assert sha256_file(tmp_path / "live.gguf") == sha256_file(tmp_path / "replayed.gguf") == summary["export"]["sha256"]
+    idle = finetune_args(model, tmp_path / "run3", data, steps=1, likelihood=True) + ["--alpha-floor", "0.7"]
+    assert cli.main(idle + ["--dry-run"]) == 0  # likelihood: a constant step size, nothing to floor
+    assert "--alpha-floor does nothing with a constant step size" in capsys.readouterr().err
     bad = finetune_args(model, tmp_path / "run2", data, steps=1, likelihood=True) + ["--alpha-floor", "1.5"]
     assert cli.main(bad) == 2
     assert "--alpha-floor must be in [0, 1]" in capsys.readouterr().err
