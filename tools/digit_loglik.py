@@ -62,7 +62,8 @@ def report(path: str, n: int, threads: int) -> dict:
             all_greedy = [all(c["greedy"][i] for c in cols) for i in range(len(ex))]
             out["groups"].append({
                 "digits": width, "n": len(ex),
-                "tokens": [{"token": c["token"], "logp": c["logp"], "greedy": sum(c["greedy"]) / len(ex)} for c in cols],
+                "tokens": [{"token": c["token"], "logp": c["logp"], "greedy": sum(c["greedy"]) / len(ex)}
+                           for c in cols],
                 "total_logp": sum(c["logp"] for c in cols), "strict_greedy": sum(all_greedy) / len(ex)})
     return out
 

@@ -128,8 +128,8 @@ def resolve_args(args):
         from edgees.qes.trainable import trainable_tensors
         trainable_tensors(read_gguf(model), res.cfg.include_embeddings, res.cfg.tensors)
     if res.cfg.alpha_floor > 0 and res.cfg.alpha_decay == 0:
-        print("edgees: warning: --alpha-floor does nothing with a constant step size (alpha_decay 0, the default "
-              "for this task's reward): add --alpha-decay T", file=sys.stderr)
+        print("edgees: warning: --alpha-floor does nothing with a constant step size (--alpha-decay 0, the "
+              "default for a reward scored on reference answers): add --alpha-decay T", file=sys.stderr)
     if res.opts.minutes and res.sources.get("steps", "default") == "default":
         res = replace(res, cfg=replace(res.cfg, steps=UNTIL_BUDGET))  # --minutes, no --steps: until the budget
     return model, res, header, task
