@@ -127,6 +127,20 @@ def test_a_step_that_moves_no_codes_is_warned_about_once(tmp_path, capsys):
     assert err.count("moved no codes") == 1 and "raise --alpha" in err
 
 
+def test_a_step_the_decay_left_still_is_warned_about_with_the_floor_as_the_fix(tmp_path, capsys):
+    """Step 1 moves codes (two pairs: a hit of 0.25 steps each); with --alpha-decay 1 the hit shrinks as
+    1/sqrt(t), so a later step moves none, and the warning names the decay and --alpha-floor."""
+    model, data = _toy(tmp_path)
+    args = finetune_args(model, tmp_path / "run", data, steps=25, alpha=0.15, likelihood=True)
+    args.remove("--quiet")
+    assert cli.main(args + ["--alpha-decay", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    records, _, _ = read_steps(tmp_path / "run" / "steps.log")
+    assert records[0].changed > 0 and records[-1].changed == 0
+    assert captured.err.count("moved no codes") == 1
+    assert "the step-size decay has brought it below where codes move; set --alpha-floor" in captured.err
+
+
 def test_stderr_that_is_not_a_terminal_gets_one_line_a_step_not_a_bar(tmp_path, capsys):
     """A log file, nohup or a service's journal reads `edgees: step t/T: ...` lines, not redraws."""
     model, data = _toy(tmp_path)

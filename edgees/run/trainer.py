@@ -100,6 +100,18 @@ def check_resume_config(header: dict, cfg: qes.QESConfig, task_spec: str) -> Non
                            f"a resumed run keeps its config (only {may} may change; alpha is logged per step)")
 
 
+def still_warning(cfg: qes.QESConfig, step: int, alpha: float) -> str:
+    """The warning for a step (0-based) that moved no codes at step size alpha: what to change."""
+    hit = alpha / (cfg.sigma * cfg.pairs)  # a pair hit's move of a 4-bit code, in steps
+    head = f"warning: step {step + 1} moved no codes: a pair hit moves a 4-bit code by {hit:.3g} steps"
+    if alpha < cfg.alpha:  # the decay took it there; a daemon job's [config] takes alpha_floor
+        fix = (f"raise --alpha-floor (now {cfg.alpha_floor:g})" if cfg.alpha_floor else
+               "set --alpha-floor (e.g. 0.7: the decay stops at 0.7 x alpha)")
+        return (f"{head} (at the start {cfg.alpha / (cfg.sigma * cfg.pairs):.3g}): the step-size decay "
+                f"has brought it below where codes move; {fix}, or raise --alpha")
+    return f"{head} (alpha/(sigma*pairs)), and below ~0.25 nothing rounds to a move; raise --alpha (or lower --pairs)"
+
+
 class Trainer:
     """Owns the working copy, the engine and the run dir for one `finetune` invocation; reports
     what it does through `events` (run/events.py)."""
@@ -244,10 +256,7 @@ class Trainer:
             self.events.step(row)
             if stats["changed"] == 0 and any(coefs) and not self._warned_still:
                 self._warned_still = True
-                self.events.status(
-                    f"warning: step {t + 1} moved no codes: a pair hit moves a 4-bit code by "
-                    f"alpha/(sigma*pairs) = {alpha / (cfg.sigma * cfg.pairs):.3g} steps, and below ~0.25 "
-                    "nothing rounds to a move; raise --alpha (or lower --pairs)")
+                self.events.status(still_warning(cfg, t, alpha))
             if out_of_time:
                 self.events.status(f"time budget of {minutes:g} min reached after step {t + 1}")
                 break
