@@ -134,7 +134,11 @@ def wait_for(what: str, cond, proc: subprocess.Popen | None = None, deadline: fl
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"hang guard: no {what} within {deadline}s")
+    try:  # what the daemon says it is doing: a job in "error" names its error
+        jobs = {name: (j["state"], j.get("error")) for name, j in status()["jobs"].items()}
+    except control.DaemonNotRunning:
+        jobs = "daemon not answering"
+    raise AssertionError(f"hang guard: no {what} within {deadline}s; jobs: {jobs}")
 
 
 def status() -> dict:
@@ -299,7 +303,8 @@ def test_a_worse_candidate_is_never_published(env, monkeypatch):
     proc = start_foreground()
     try:
         wait_for("a publish", lambda: status()["jobs"]["gated"]["last_publish"], proc)
-        value.write_text("0.1")
+        (env / "value.tmp").write_text("0.1")  # swapped in whole: a reward read mid-write would
+        os.replace(env / "value.tmp", value)    # see "" and fail the job (a ValueError in the user's code)
         gate = wait_for("a rejected candidate", lambda: (g := status()["jobs"]["gated"]["last_gate"])
                         and not g["published"] and g["value"] < 0.45 and g, proc)
         assert "worse than" in gate["reason"] and gate["reference"] == 0.5
