@@ -102,12 +102,13 @@ def check_resume_config(header: dict, cfg: qes.QESConfig, task_spec: str) -> Non
 
 def still_warning(cfg: qes.QESConfig, step: int, alpha: float) -> str:
     """The warning for a step (0-based) that moved no codes at step size alpha: what to change."""
-    hit = alpha / (cfg.sigma * cfg.pairs)  # a pair hit's move of a 4-bit code, in steps
-    head = f"warning: step {step + 1} moved no codes: a pair hit moves a 4-bit code by {hit:.3g} steps"
+    def hit(a: float) -> float:  # a pair hit's move of a 4-bit code at step size a, in steps
+        return a / (cfg.sigma * cfg.pairs)
+    head = f"warning: step {step + 1} moved no codes: a pair hit moves a 4-bit code by {hit(alpha):.3g} steps"
     if alpha < cfg.alpha:  # the decay took it there; a daemon job's [config] takes alpha_floor
         fix = (f"raise --alpha-floor (now {cfg.alpha_floor:g})" if cfg.alpha_floor else
                "set --alpha-floor (e.g. 0.7: the decay stops at 0.7 x alpha)")
-        return (f"{head} (at the start {cfg.alpha / (cfg.sigma * cfg.pairs):.3g}): the step-size decay "
+        return (f"{head} (at the start {hit(cfg.alpha):.3g}): the step-size decay "
                 f"has brought it below where codes move; {fix}, or raise --alpha")
     return f"{head} (alpha/(sigma*pairs)), and below ~0.25 nothing rounds to a move; raise --alpha (or lower --pairs)"
 
